@@ -1,0 +1,1 @@
+"""fer_edge.export: checkpoint to ONNX / OpenVINO IR conversion (needs the [export] extra)."""

@@ -1,0 +1,189 @@
+"""Emotion classifiers on ONNX Runtime or OpenVINO, described by their embedded ``fer_edge`` metadata.
+
+``predict(batch)`` takes a float32 NCHW batch (already normalised) and returns class probabilities
+in a buffer the classifier owns and reuses: copy what you keep.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FerEdgeError
+from .metadata import METADATA_KEY, ModelMeta
+
+BACKENDS = ("onnxruntime", "openvino")
+MAX_BATCH = 64
+
+
+def backend_for(path: Path, backend: str | None) -> str:
+    """The backend that runs ``path``: ``--backend`` if given, else from the suffix."""
+    suffix = path.suffix.lower()
+    if suffix not in (".onnx", ".xml"):
+        raise FerEdgeError(f"{path}: unknown classifier format '{suffix}' (expected an .onnx or OpenVINO .xml file)")
+    if backend is None:
+        return "openvino" if suffix == ".xml" else "onnxruntime"
+    if backend not in BACKENDS:
+        raise FerEdgeError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    if backend == "onnxruntime" and suffix == ".xml":
+        raise FerEdgeError(f"{path}: ONNX Runtime cannot run an OpenVINO IR; use --backend openvino")
+    return backend
+
+
+def softmax_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    np.subtract(x, x.max(axis=1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+class EmotionClassifier:
+    """Common part: metadata, output buffer, probability conversion, batching limits."""
+
+    backend = "base"
+
+    def __init__(self, path: Path, meta: ModelMeta, fixed_batch: int | None):
+        self.path = path
+        self.meta = meta
+        self.fixed_batch = fixed_batch  # 1 when the model was exported with a static batch of one
+        self._probs = np.empty((MAX_BATCH, len(meta.classes)), np.float32)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.meta.classes
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (n, classes) for a contiguous float32 batch (n, C, H, W); n <= MAX_BATCH."""
+        n = batch.shape[0]
+        out = self._probs[:n]
+        if n == 0:
+            return out
+        if self.fixed_batch == 1:
+            for i in range(n):
+                self._finish(self._run(batch[i : i + 1]), out[i : i + 1])
+        else:
+            self._finish(self._run(batch), out)
+        return out
+
+    def _finish(self, raw: np.ndarray, out: np.ndarray) -> None:
+        raw = raw.reshape(out.shape)
+        if self.meta.output == "logits":
+            softmax_into(raw, out)
+        else:
+            np.copyto(out, raw)
+
+
+def _fixed(dim) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+class OnnxRuntimeClassifier(EmotionClassifier):
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own exception types for bad files
+            raise FerEdgeError(f"cannot load classifier {path}: not a valid ONNX model ({_first_line(e)})") from e
+        where = f"classifier {path}"
+        meta = ModelMeta.from_json(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), where)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1:
+            raise FerEdgeError(f"{where}: expected one image input, found {len(inputs)}")
+        if inputs[0].type != "tensor(float)":
+            raise FerEdgeError(f"{where}: input type {inputs[0].type} is not float32")
+        meta.check_io(list(inputs[0].shape), list(outputs[0].shape), where)
+        super().__init__(path, meta, _fixed(inputs[0].shape[0]))
+        self._in, self._out = inputs[0].name, outputs[0].name
+        self._raw = np.empty((MAX_BATCH, len(meta.classes)), np.float32)
+        self._binding = self.session.io_binding()
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        raw = self._raw[: batch.shape[0]]
+        self._binding.bind_cpu_input(self._in, batch)
+        self._binding.bind_output(self._out, "cpu", 0, np.float32, list(raw.shape), raw.ctypes.data)
+        self.session.run_with_iobinding(self._binding)
+        return raw
+
+
+class OpenVinoClassifier(EmotionClassifier):
+    backend = "openvino"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        try:
+            import openvino as ov
+        except ImportError as e:
+            raise FerEdgeError(f"{path}: running it needs OpenVINO, which is not installed (pip install openvino)") from e
+        core = ov.Core()
+        where = f"classifier {path}"
+        try:
+            model = core.read_model(str(path))
+        except Exception as e:
+            raise FerEdgeError(f"cannot load classifier {path}: not a valid model for OpenVINO ({_first_line(e)})") from e
+        meta = ModelMeta.from_json(_ov_metadata(model, path), where)
+        if len(model.inputs) != 1:
+            raise FerEdgeError(f"{where}: expected one image input, found {len(model.inputs)}")
+        in_shape = [d.get_length() if d.is_static else None for d in model.inputs[0].get_partial_shape()]
+        out_shape = [d.get_length() if d.is_static else None for d in model.outputs[0].get_partial_shape()]
+        meta.check_io(in_shape, out_shape, where)
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            self.compiled = core.compile_model(model, "CPU", config)
+        except Exception as e:
+            raise FerEdgeError(f"cannot compile classifier {path} for the CPU ({_first_line(e)})") from e
+        super().__init__(path, meta, in_shape[0])
+        self._request = self.compiled.create_infer_request()
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        self._request.infer({0: batch}, share_inputs=True, share_outputs=True)
+        return self._request.get_output_tensor(0).data
+
+
+def _ov_metadata(model, path: Path) -> str | None:
+    """The fer_edge JSON from an IR's rt_info, or from an ONNX file's metadata_props."""
+    if model.has_rt_info([METADATA_KEY]):
+        return str(model.get_rt_info([METADATA_KEY]).astype(str))
+    if path.suffix.lower() == ".onnx":
+        for key in (["framework", METADATA_KEY], ["model_info", METADATA_KEY]):
+            if model.has_rt_info(key):
+                return str(model.get_rt_info(key).astype(str))
+        try:  # fall back on ONNX Runtime's reader, which is always installed
+            import onnxruntime as ort
+
+            s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            return s.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        except Exception:
+            return None
+    return None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
+
+
+def load_classifier(path: str | os.PathLike, backend: str | None = None, threads: int | None = None
+                    ) -> EmotionClassifier:
+    """Open a classifier file (.onnx or OpenVINO .xml) on the chosen or implied backend."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FerEdgeError(f"classifier file {p} does not exist")
+    kind = backend_for(p, backend)
+    if kind == "openvino":
+        if p.suffix.lower() == ".xml" and not p.with_suffix(".bin").is_file():
+            raise FerEdgeError(f"classifier {p}: its weights file {p.with_suffix('.bin').name} is missing")
+        return OpenVinoClassifier(p, threads)
+    return OnnxRuntimeClassifier(p, threads)

@@ -1,0 +1,126 @@
+"""Frame sources: camera, video file or URL, one image, a folder of images.
+
+Video and camera decode into one reused frame buffer (``VideoCapture.read(image=...)``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import FerEdgeError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".jp2"}
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # BGR uint8; for video/camera a buffer that the next frame overwrites
+    index: int
+    time_s: float
+    source: str
+
+
+class VideoSource:
+    """A video file, URL or camera, read into one reused buffer."""
+
+    def __init__(self, target: str | int, is_camera: bool = False):
+        self.is_camera = is_camera
+        self.name = f"camera:{target}" if is_camera else str(target)
+        if not is_camera and "://" not in str(target):
+            p = Path(str(target)).expanduser()
+            if not p.is_file():
+                raise FerEdgeError(f"video file {p} does not exist")
+            target = str(p)
+        self.cap = cv2.VideoCapture(target)
+        if not self.cap.isOpened():
+            what = f"camera {target} does not open (is it connected and free?)" if is_camera else \
+                f"cannot open video {target}: unreadable or not a video"
+            raise FerEdgeError(what)
+        fps = self.cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and 1.0 <= fps <= 240.0 else 30.0
+        self.error: str | None = None  # set when the stream ended abnormally
+        self._buf: np.ndarray | None = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        t0 = time.perf_counter()
+        index = 0
+        while True:
+            ok, img = self.cap.read(self._buf)
+            if not ok or img is None:
+                if index == 0:
+                    what = f"camera {self.name[7:]} delivered no frame" if self.is_camera else \
+                        f"video {self.name} has no readable frames"
+                    raise FerEdgeError(what)
+                if self.is_camera:
+                    self.error = f"camera {self.name[7:]} stopped delivering frames after {index} frames"
+                break
+            if img.ndim == 2 or img.shape[2] != 3:  # some backends give gray or BGRA frames
+                img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.ndim == 2 else cv2.COLOR_BGRA2BGR)
+            self._buf = img
+            t = time.perf_counter() - t0 if self.is_camera else index / self.fps
+            yield Frame(img, index, t, self.name)
+            index += 1
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files below ``folder``, recursively, sorted."""
+    d = Path(folder).expanduser()
+    if not d.is_dir():
+        raise FerEdgeError(f"image folder {d} does not exist or is not a folder")
+    files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FerEdgeError(f"image folder {d} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode an image file as BGR uint8, or raise a FerEdgeError that says why not."""
+    if not path.is_file():
+        raise FerEdgeError(f"image file {path} does not exist")
+    data = np.fromfile(str(path), np.uint8)  # imdecode also handles non-ASCII paths on Windows
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise FerEdgeError(f"cannot read image {path}: not an image or corrupt")
+    return img
+
+
+class ImageSource:
+    """One image or a sorted folder of images; in folder mode bad files are reported and skipped."""
+
+    is_camera = False
+    fps = None
+
+    def __init__(self, paths: list[Path], skip_bad: bool, on_skip: Callable[[str], None] | None = None):
+        self.paths = paths
+        self.skip_bad = skip_bad
+        self.on_skip = on_skip or (lambda msg: print(f"fer-edge: skipped: {msg}", file=sys.stderr))
+        self.skipped: list[str] = []
+        self.name = str(paths[0].parent) if skip_bad else str(paths[0])
+        self.error: str | None = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, p in enumerate(self.paths):
+            try:
+                img = read_image(p)
+            except FerEdgeError as e:
+                if not self.skip_bad:
+                    raise
+                self.skipped.append(str(e))
+                self.on_skip(str(e))
+                continue
+            yield Frame(img, i, 0.0, str(p))
+        if self.skipped:
+            self.error = f"{len(self.skipped)} of {len(self.paths)} files could not be read"
+
+    def close(self) -> None:
+        pass

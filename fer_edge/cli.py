@@ -85,7 +85,7 @@ def _cmd_models(args) -> int:
     from fer_edge.runtime import assets
 
     if args.models_cmd == "list":
-        for name, a in assets.ASSETS.items():
+        for name in assets.ASSETS:
             found = assets.locate(name)
             print(f"{name:22s} {found if found else 'missing (' + assets.FETCH_HINT + ' ' + name + ')'}")
         print("searched: " + ", ".join(str(d) for d in assets.search_dirs()))

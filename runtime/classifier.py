@@ -123,14 +123,14 @@ class OpenVinoClassifier(EmotionClassifier):
     def __init__(self, path: Path, threads: int | None = None):
         try:
             import openvino as ov
-        except ImportError as e:
-            raise FerEdgeError(f"{path}: running it needs OpenVINO, which is not installed (pip install openvino)") from e
+        except ImportError:
+            raise FerEdgeError(f"{path}: running it needs OpenVINO, which is not installed (pip install openvino)")
         core = ov.Core()
         where = f"classifier {path}"
         try:
             model = core.read_model(str(path))
         except Exception as e:
-            raise FerEdgeError(f"cannot load classifier {path}: not a valid model for OpenVINO ({_first_line(e)})") from e
+            raise FerEdgeError(f"cannot load classifier {path}: not a valid model for OpenVINO ({_first_line(e)})")
         meta = ModelMeta.from_json(_ov_metadata(model, path), where)
         if len(model.inputs) != 1:
             raise FerEdgeError(f"{where}: expected one image input, found {len(model.inputs)}")

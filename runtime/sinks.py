@@ -170,5 +170,3 @@ class WindowSink(Sink):
             pass
 
 
-__all__ = ["CsvSink", "ImageFolderSink", "JsonlSink", "Sink", "VideoSink", "WindowSink", "display_available",
-           "face_record", "np"]

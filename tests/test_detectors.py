@@ -1,0 +1,161 @@
+"""Face detectors on the real photos and videos of ../shared/media (counts from manifest.json)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import cv2
+import numpy as np
+import pytest
+from conftest import MANIFEST, MEDIA, SHARED
+
+from fer_edge.runtime import assets
+from fer_edge.runtime.detectors import Res10Detector, YuNetDetector, create_detector, opencv_reads_caffe
+from fer_edge.runtime.errors import FerEdgeError
+from fer_edge.runtime.tracker import iou_matrix
+
+RES10_TF = SHARED / "models/face_detectors/res10_ssd_tf/opencv_face_detector_uint8.pb"
+RES10_CAFFE = SHARED / "models/face_detectors/res10_ssd_caffe/res10_300x300_ssd_iter_140000.caffemodel"
+DETECTOR_SPECS = ["yunet", "res10-tf"] + (["res10-caffe"] if opencv_reads_caffe() else [])
+
+
+def make(spec: str, **kw):
+    if spec == "yunet":
+        return create_detector("yunet", **kw)
+    return create_detector("res10", str(RES10_TF if spec == "res10-tf" else RES10_CAFFE), **kw)
+
+
+def expected_range(name: str, spec: str) -> tuple[int, int]:
+    """The manifest's range; where it gives an exact count, res10's uint8-quantized TF form may be off by one."""
+    e = MANIFEST["images"][name]
+    slack = 1 if spec == "res10-tf" else 0
+    return e.get("min", e["faces"] - slack), e.get("max", e["faces"] + slack)
+
+
+@pytest.fixture(scope="module", params=DETECTOR_SPECS)
+def detector(request):
+    return request.param, make(request.param)
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST.get("images", {})))
+def test_face_counts_on_shared_photos(detector, name):
+    spec, det = detector
+    img = cv2.imread(str(MEDIA / name))
+    boxes = det.detect(img)
+    lo, hi = expected_range(name, spec)
+    assert lo <= len(boxes) <= hi, f"{spec} found {len(boxes)} faces in {name}, expected {lo}..{hi}"
+    h, w = img.shape[:2]
+    assert boxes.dtype == np.float32 and boxes.shape[1] == 5
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+    assert (boxes[:, 0] + boxes[:, 2] <= w + 1e-3).all() and (boxes[:, 1] + boxes[:, 3] <= h + 1e-3).all()
+    assert (np.minimum(boxes[:, 2], boxes[:, 3]) >= det.min_face).all()
+    assert (boxes[:, 4] >= det.score_threshold).all() and (np.diff(boxes[:, 4]) <= 0).all()
+
+
+def _voc_boxes() -> dict[str, np.ndarray]:
+    root = ET.parse(MEDIA / "voc_faces_train.xml").getroot()
+    out = {}
+    for im in root.iter("image"):
+        b = [[float(x.get(k)) for k in ("left", "top", "width", "height")] for x in im.iter("box")]
+        out[im.get("file")] = np.array(b, np.float32)
+    return out
+
+
+def test_detections_match_annotated_voc_boxes(detector):
+    """Every annotated face is found (IoU >= 0.3 with some detection)."""
+    spec, det = detector
+    for name, gt in _voc_boxes().items():
+        found = det.detect(cv2.imread(str(MEDIA / name)))
+        iou = iou_matrix(gt, found[:, :4])
+        missed = int((iou.max(axis=1) < 0.3).sum()) if iou.size else len(gt)
+        assert missed == 0, f"{spec} missed {missed} of {len(gt)} annotated faces in {name}"
+
+
+def test_faces_per_frame_in_shared_videos():
+    det = make("yunet")
+    for name, spec in MANIFEST["videos"].items():
+        lo, hi = spec["faces_per_frame"]
+        cap = cv2.VideoCapture(str(MEDIA / name))
+        frames = counts = 0
+        ok, frame = cap.read()
+        while ok:
+            if frames % 5 == 0:
+                n = len(det.detect(frame))
+                assert lo <= n <= hi, f"{name} frame {frames}: {n} faces, expected {lo}..{hi}"
+                counts += n
+            frames += 1
+            ok, frame = cap.read(frame)
+        assert frames == spec["frames"]
+        assert counts > 0
+
+
+def test_yunet_input_size_set_once_per_frame_size():
+    det = make("yunet")
+    calls = []
+    real = det._net
+
+    class Spy:
+        def setInputSize(self, size):  # noqa: N802 (OpenCV's name)
+            calls.append(size)
+            real.setInputSize(size)
+
+        def detect(self, img):
+            return real.detect(img)
+
+    det._net = Spy()
+    a = cv2.imread(str(MEDIA / "single_obama.jpg"))
+    b = cv2.imread(str(MEDIA / "voc_2008_001009.jpg"))
+    for img in (a, a, a, b, b, a):
+        det.detect(img)
+    assert len(calls) == 3  # a, b, a again: once per change of frame size
+
+
+def test_detector_thresholds_and_min_face():
+    img = cv2.imread(str(MEDIA / "collage_24faces_bald_guys.jpg"))
+    all_faces = make("yunet", score_threshold=0.5).detect(img)
+    strict = make("yunet", score_threshold=0.95).detect(img)
+    big_only = make("yunet", min_face=10_000).detect(img)
+    assert len(strict) < len(all_faces) and len(big_only) == 0
+
+
+def test_res10_caffe_depends_on_opencv_version():
+    if opencv_reads_caffe():
+        det = make("res10-caffe")
+        assert det.form == "caffe"
+        assert len(det.detect(cv2.imread(str(MEDIA / "two_people_obama_biden.jpg")))) == 2
+    else:
+        with pytest.raises(FerEdgeError) as e:
+            make("res10-caffe")
+        msg = str(e.value)
+        assert "opencv_face_detector_uint8.pb" in msg and "OpenCV 4.x" in msg and cv2.__version__ in msg
+
+
+def test_res10_default_files_follow_opencv_version():
+    det = create_detector("res10")
+    assert det.form == ("caffe" if opencv_reads_caffe() else "tensorflow")
+
+
+def test_missing_and_corrupt_detector_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_EDGE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(FerEdgeError) as e:
+        create_detector("yunet")
+    msg = str(e.value)
+    assert "face_detection_yunet_2023mar.onnx" in msg and str(tmp_path / "home") in msg
+    assert str(tmp_path / "cache") in msg and "fer-edge models fetch yunet" in msg
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model at all")
+    with pytest.raises(FerEdgeError, match="cannot load the YuNet"):
+        YuNetDetector(bad)
+    bad_pb = tmp_path / "bad.pb"
+    bad_pb.write_bytes(b"\x00garbage")
+    (tmp_path / "opencv_face_detector.pbtxt").write_text("nonsense {")
+    with pytest.raises(FerEdgeError, match="cannot load the res10"):
+        Res10Detector(bad_pb, tmp_path / "opencv_face_detector.pbtxt")
+    with pytest.raises(FerEdgeError, match="unknown face detector"):
+        create_detector("haar")
+
+
+def test_assets_layout_matches_shared():
+    for name in assets.ASSETS:
+        assert assets.locate(name) is not None, name

@@ -1,0 +1,265 @@
+"""``fer-edge evaluate``: accuracy, per-class precision/recall/F1 and a confusion matrix on a labelled split.
+
+ONNX and OpenVINO IR models run through the runtime (``load_classifier`` + ``FaceBatcher``): the very
+preprocessing a deployed model gets, and no torch. A training checkpoint (.pt) is wrapped in an object
+with the same ``meta``/``predict`` interface, so the three formats are evaluated by one code path.
+The metrics are computed here with numpy (no scikit-learn needed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer_edge.runtime.errors import FerEdgeError
+
+TTA_MODES = ("flip", "tencrop")
+TENCROP_FRACTION = 0.875
+
+
+# ---- metrics (numpy only) --------------------------------------------------------------------------
+
+def confusion_from_labels(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
+    """``cm[i, j]`` = number of samples of true class i predicted as j."""
+    t = np.asarray(y_true, np.int64)
+    p = np.asarray(y_pred, np.int64)
+    if t.shape != p.shape:
+        raise ValueError("y_true and y_pred differ in length")
+    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def metrics_from_confusion(cm: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro/weighted averages and per-class precision, recall, F1 and support.
+
+    A precision/recall/F1 with a zero denominator is 0 (as scikit-learn's ``zero_division=0``).
+    """
+    cm = np.asarray(cm, np.int64)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    n = int(cm.sum())
+    per_class = {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                     "support": int(support[i])} for i, c in enumerate(classes)}
+    w = support / n if n else np.zeros_like(support)
+    return {
+        "accuracy": float(tp.sum() / n) if n else 0.0,
+        "macro_f1": float(f1.mean()),
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "weighted_f1": float((f1 * w).sum()),
+        "weighted_precision": float((precision * w).sum()),
+        "weighted_recall": float((recall * w).sum()),
+        "per_class": per_class,
+        "confusion": cm.tolist(),
+        "n": n,
+    }
+
+
+def format_report(m: dict[str, Any], digits: int = 4) -> str:
+    """A table in the layout of scikit-learn's ``classification_report``."""
+    names = list(m["per_class"])
+    width = max(12, *(len(c) for c in names))
+    head = f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"
+    lines = [head, ""]
+    for c in names:
+        r = m["per_class"][c]
+        lines.append(f"{c:>{width}} {r['precision']:>9.{digits}f} {r['recall']:>9.{digits}f} "
+                     f"{r['f1']:>9.{digits}f} {r['support']:>9d}")
+    lines.append("")
+    lines.append(f"{'accuracy':>{width}} {'':>9} {'':>9} {m['accuracy']:>9.{digits}f} {m['n']:>9d}")
+    lines.append(f"{'macro avg':>{width}} {m['macro_precision']:>9.{digits}f} {m['macro_recall']:>9.{digits}f} "
+                 f"{m['macro_f1']:>9.{digits}f} {m['n']:>9d}")
+    lines.append(f"{'weighted avg':>{width}} {m['weighted_precision']:>9.{digits}f} "
+                 f"{m['weighted_recall']:>9.{digits}f} {m['weighted_f1']:>9.{digits}f} {m['n']:>9d}")
+    return "\n".join(lines)
+
+
+def save_confusion_png(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLike, title: str = "") -> Path:
+    """Row-normalised confusion matrix (true class per row) with class names and cell values."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise FerEdgeError("writing the confusion matrix PNG needs matplotlib (pip install 'fer-edge[train]')")
+    cm = np.asarray(cm, np.float64)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * k, 1.0 + 0.8 * k), dpi=120)
+    im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(k), labels=list(classes), rotation=45, ha="right")
+    ax.set_yticks(range(k), labels=list(classes))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ---- models ------------------------------------------------------------------------------------------
+
+class TorchCheckpointClassifier:
+    """A training checkpoint behind the runtime classifier interface (``meta``, ``classes``, ``predict``)."""
+
+    backend = "torch"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import torch
+
+        from fer_edge.runtime.metadata import ModelMeta
+        from fer_edge.train.checkpoint import load_checkpoint, runtime_meta
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.path = path
+        self.model, self.card = load_checkpoint(path, map_location="cpu")
+        self.meta = ModelMeta.from_dict(runtime_meta(self.card), f"checkpoint {path}")
+        self._torch = torch
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.meta.classes
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            logits = self.model(torch.from_numpy(np.ascontiguousarray(batch)))
+            return torch.softmax(logits.float(), dim=1).numpy()
+
+
+def load_model(path: str | os.PathLike, backend: str | None = None, threads: int | None = None):
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FerEdgeError(f"model file {p} does not exist")
+    if p.suffix.lower() in (".pt", ".pth"):
+        if backend:
+            raise FerEdgeError("--backend applies to .onnx / .xml models, not to a training checkpoint")
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise FerEdgeError(f"{p}: evaluating a training checkpoint needs torch (pip install 'fer-edge[train]')")
+        return TorchCheckpointClassifier(p, threads)
+    from fer_edge.runtime.classifier import load_classifier
+
+    return load_classifier(p, backend, threads)
+
+
+# ---- evaluation --------------------------------------------------------------------------------------
+
+def _crop_rects(h: int, w: int, tta: str | None) -> list[tuple[np.ndarray, bool]]:
+    """(rect [x0, y0, x1, y1], horizontally flipped?) views of an h x w image per TTA mode."""
+    full = np.array([0, 0, w, h])
+    if tta is None:
+        return [(full, False)]
+    if tta == "flip":
+        return [(full, False), (full, True)]
+    ch, cw = max(1, round(h * TENCROP_FRACTION)), max(1, round(w * TENCROP_FRACTION))
+    y0c, x0c = (h - ch) // 2, (w - cw) // 2
+    corners = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), (y0c, x0c)]
+    rects = [np.array([x, y, x + cw, y + ch]) for y, x in corners]
+    return [(r, False) for r in rects] + [(r, True) for r in rects]
+
+
+def predict_faces(classifier, images: np.ndarray, tta: str | None = None, batch: int = 64) -> np.ndarray:
+    """Class probabilities (N, K) for gray uint8 face crops (N, H, W), through the runtime's FaceBatcher.
+
+    Each face is the whole image (rect [0, 0, w, h]), so the runtime's own INTER_AREA resize, gray
+    conversion and mean/std normalisation are what is evaluated. Faces of a chunk are stacked into one
+    tall BGR frame, one rectangle each. TTA averages the probabilities of the views.
+    """
+    import cv2
+
+    from fer_edge.runtime.preprocess import FaceBatcher
+
+    if tta is not None and tta not in TTA_MODES:
+        raise FerEdgeError(f"unknown --tta '{tta}' (choose {', '.join(TTA_MODES)})")
+    n, h, w = images.shape
+    k = len(classifier.classes)
+    batch = max(1, min(batch, 64))
+    batcher = FaceBatcher(classifier.meta, max_faces=batch)
+    views = _crop_rects(h, w, tta)
+    probs = np.zeros((n, k), np.float64)
+    for start in range(0, n, batch):
+        chunk = images[start:start + batch]
+        m = len(chunk)
+        tall = np.ascontiguousarray(chunk.reshape(m * h, w))
+        frames = {False: cv2.cvtColor(tall, cv2.COLOR_GRAY2BGR)}
+        if any(f for _, f in views):
+            frames[True] = cv2.cvtColor(np.ascontiguousarray(chunk[:, :, ::-1].reshape(m * h, w)), cv2.COLOR_GRAY2BGR)
+        offs = (np.arange(m) * h)[:, None]
+        for rect, flipped in views:
+            rects = np.repeat(rect[None, :], m, axis=0).astype(np.int32)
+            rects[:, [1, 3]] += offs
+            out = classifier.predict(np.ascontiguousarray(batcher(frames[flipped], rects)))
+            probs[start:start + m] += out[:m]
+    return (probs / len(views)).astype(np.float32)
+
+
+def evaluate(model_path: str | os.PathLike, data: str | os.PathLike, split: str | None = None,
+             tta: str | None = None, json_path: str | None = None, confusion_path: str | None = None,
+             out_dir: str | None = None, backend: str | None = None, threads: int | None = None,
+             batch: int = 64, log=None, show_report: bool = True) -> dict[str, Any]:
+    """Evaluate a model on a labelled split; print the report, write the confusion PNG and optional JSON."""
+    from fer_edge.train.data import resolve_eval_data
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    clf = load_model(model_path, backend, threads)
+    classes = tuple(clf.classes)
+    ds = resolve_eval_data(data, classes, split, size=None, log=log, mixed_size=tuple(clf.meta.input_size))
+    log(f"fer-edge: evaluating {Path(model_path).name} ({clf.backend}) on {ds.describe(Path(ds.source).name)}"
+        + (f", TTA {tta}" if tta else ""))
+    probs = predict_faces(clf, ds.images, tta, batch)
+    pred = probs.argmax(axis=1)
+    cm = confusion_from_labels(ds.labels, pred, len(classes))
+    m = metrics_from_confusion(cm, classes)
+    m["tta"] = tta
+    m["model"] = str(model_path)
+    m["data"] = ds.source
+    if show_report:
+        print(f"model: {model_path} ({clf.backend})\ndata:  {ds.source} ({m['n']} faces)"
+              f"\nTTA:   {tta or 'none'}\n")
+        print(format_report(m))
+    mp = Path(model_path).expanduser()
+    if confusion_path is None:
+        base = Path(out_dir).expanduser() if out_dir else mp.parent
+        confusion_path = str(base / f"{mp.stem}_confusion.png")
+    if confusion_path:
+        title = f"{mp.name} on {Path(ds.source).name}: acc {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}" + \
+            (f", TTA {tta}" if tta else "")
+        try:
+            p = save_confusion_png(cm, classes, confusion_path, title)
+            log(f"fer-edge: confusion matrix -> {p}")
+        except OSError as e:
+            raise FerEdgeError(f"cannot write the confusion matrix {confusion_path} ({e.strerror or e})")
+    if json_path:
+        doc = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "per_class": m["per_class"],
+               "confusion": m["confusion"], "n": m["n"], "tta": tta, "model": str(model_path), "data": ds.source}
+        try:
+            jp = Path(json_path).expanduser()
+            jp.parent.mkdir(parents=True, exist_ok=True)
+            jp.write_text(json.dumps(doc, indent=1))
+        except OSError as e:
+            raise FerEdgeError(f"cannot write {json_path} ({e.strerror or e})")
+    return m

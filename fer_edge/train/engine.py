@@ -387,7 +387,7 @@ class Trainer:
                 from torch.nn.parallel import DistributedDataParallel as DDP
 
                 ids = [self.device.index] if self.device.type == "cuda" else None
-                self.ddp = DDP(self.model, device_ids=ids, broadcast_buffers=True)
+                self.ddp = DDP(self.model, device_ids=ids)
             else:
                 self.ddp = self.model
         M.frozen_train_mode(self.model, self.frozen)

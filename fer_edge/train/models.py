@@ -199,6 +199,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, log=None) -> None:
     head = _head_state_prefixes(model)
     out: dict[str, torch.Tensor] = {}
     dropped, bad = [], []
+    first = str(getattr(model, "pretrained_cfg", {}).get("first_conv") or "") + ".weight"
     for k, v in sd.items():
         if k not in own:
             if k.startswith(head):
@@ -209,10 +210,14 @@ def load_weights(model: nn.Module, path: str | os.PathLike, log=None) -> None:
         want = own[k].shape
         if v.shape != want:
             if v.ndim == 4 and len(want) == 4 and v.shape[0] == want[0] and v.shape[2:] == want[2:] \
-                    and v.shape[1] != want[1]:
+                    and (k == first or (v.shape[1] == 3 and want[1] == 1)):
                 from timm.models import adapt_input_conv
 
-                v = adapt_input_conv(want[1], v)
+                try:
+                    v = adapt_input_conv(want[1], v)
+                except (NotImplementedError, AssertionError, RuntimeError):
+                    bad.append(f"{k} {tuple(v.shape)} vs {tuple(want)}")
+                    continue
             elif k.startswith(head):
                 dropped.append(k)
                 continue

@@ -186,9 +186,19 @@ def _cmd_run(args) -> int:
     return EXIT_OK
 
 
+def _quiet_opencv(debug: bool) -> None:
+    """Keep OpenCV's and FFmpeg's own log lines off stderr (our one-line errors say what failed)."""
+    import os
+
+    if not debug:
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_opencv(args.debug)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -1,13 +1,20 @@
-"""fer_edge.runtime: torch-free inference (OpenCV face detectors, ONNX Runtime / OpenVINO classifiers)."""
+"""fer_edge.runtime: torch-free inference (OpenCV face detectors, ONNX Runtime / OpenVINO classifiers).
 
-from .classifier import EmotionClassifier, load_classifier
-from .detectors import FaceDetector, create_detector
-from .errors import FerEdgeError
-from .metadata import METADATA_KEY, ModelMeta
-from .pipeline import EmotionPipeline, Face, run_loop
-from .tracker import FaceTracker
+Names are imported lazily so that ``fer_edge.runtime.errors`` stays cheap to import.
+"""
 
-__all__ = [
-    "METADATA_KEY", "EmotionClassifier", "EmotionPipeline", "Face", "FaceDetector", "FaceTracker", "FerEdgeError",
-    "ModelMeta", "create_detector", "load_classifier", "run_loop",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "EmotionClassifier": "classifier", "load_classifier": "classifier",
+    "FaceDetector": "detectors", "create_detector": "detectors",
+    "FerEdgeError": "errors", "METADATA_KEY": "metadata", "ModelMeta": "metadata",
+    "EmotionPipeline": "pipeline", "Face": "pipeline", "run_loop": "pipeline", "FaceTracker": "tracker",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,9 +50,10 @@ class FaceTracker:
         if self.tracks and n:
             iou = iou_matrix(np.asarray(boxes[:, :4], np.float32), np.stack([t.box for t in self.tracks]))
             used: set[int] = set()
-            for flat in np.argsort(-iou, axis=None):
-                i, j = divmod(int(flat), iou.shape[1])
-                if iou[i, j] < self.iou_threshold:
+            values = iou.ravel().tolist()
+            for flat in sorted(range(len(values)), key=values.__getitem__, reverse=True):
+                i, j = divmod(flat, iou.shape[1])
+                if values[flat] < self.iou_threshold:
                     break
                 if ids[i] != -1 or j in used:
                     continue

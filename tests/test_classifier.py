@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from model_factory import EMOTIONS, default_meta, make_onnx, make_openvino_ir
 
 from fer_edge.runtime.classifier import load_classifier, softmax_into
 from fer_edge.runtime.errors import FerEdgeError
 from fer_edge.runtime.metadata import ModelMeta
+
+from model_factory import EMOTIONS, default_meta, make_onnx, make_openvino_ir
 
 
 def _batch(n: int, c: int = 1, size: int = 48, seed: int = 1) -> np.ndarray:

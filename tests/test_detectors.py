@@ -7,12 +7,13 @@ import xml.etree.ElementTree as ET
 import cv2
 import numpy as np
 import pytest
-from conftest import MANIFEST, MEDIA, SHARED
 
 from fer_edge.runtime import assets
 from fer_edge.runtime.detectors import Res10Detector, YuNetDetector, create_detector, opencv_reads_caffe
 from fer_edge.runtime.errors import FerEdgeError
 from fer_edge.runtime.tracker import iou_matrix
+
+from conftest import MANIFEST, MEDIA, SHARED
 
 RES10_TF = SHARED / "models/face_detectors/res10_ssd_tf/opencv_face_detector_uint8.pb"
 RES10_CAFFE = SHARED / "models/face_detectors/res10_ssd_caffe/res10_300x300_ssd_iter_140000.caffemodel"

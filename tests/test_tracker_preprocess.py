@@ -5,11 +5,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from model_factory import default_meta
 
 from fer_edge.runtime.metadata import ModelMeta
 from fer_edge.runtime.preprocess import FaceBatcher, crop_regions
 from fer_edge.runtime.tracker import FaceTracker, iou_matrix
+
+from model_factory import default_meta
 
 
 def test_iou_matrix():

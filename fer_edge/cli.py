@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
     add_evaluate_parser(sub)
+    from fer_edge.cli_export import add_calibrate_parser, add_export_parser
+
+    add_export_parser(sub)
+    add_calibrate_parser(sub)
     return parser
 
 

@@ -1,0 +1,211 @@
+"""``fer-edge export``: checkpoint -> verified ONNX -> OpenVINO IR / INT8, all with the fer_edge model card.
+
+Artifacts are written into a temporary folder beside the output and moved into place only when every
+step (parity check, quantization, measurement) has passed: a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer_edge import __version__
+from fer_edge.runtime.errors import FerEdgeError
+
+from .formats import ExportRequest
+from .report import ArtifactRow, markdown_table, measure, predict_all
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_name(checkpoint: Path) -> str:
+    return checkpoint.parent.name if checkpoint.stem in ("best", "last") else checkpoint.stem
+
+
+def _val_data(data: str | None, manifest: dict | None, classes, input_size, limit: int | None, log):
+    from fer_edge.train.data import resolve_eval_data
+
+    if data is None and manifest is not None and (Path(manifest["root"]) / "val").is_dir():
+        data = str(Path(manifest["root"]) / "val")
+    if data is None:
+        raise FerEdgeError("give --data VAL_DIR: labelled faces to verify and measure the export on")
+    ds = resolve_eval_data(data, tuple(classes), None, size=None, log=log, mixed_size=tuple(input_size))
+    if limit and len(ds) > limit:
+        idx = np.random.default_rng(0).permutation(len(ds))[:limit]
+        ds = ds.subset(np.sort(idx))
+    return ds
+
+
+def run_export(checkpoint: str | os.PathLike, req: ExportRequest, out: str | None = None, name: str | None = None,
+               data: str | None = None, calibration_root: str | None = None, val_limit: int | None = None,
+               threads: int | None = None, log=None) -> dict[str, Any]:
+    """Export ``checkpoint`` as ``req`` says; returns the report (also written as Markdown and JSON)."""
+    import torch
+
+    from fer_edge.runtime.classifier import load_classifier
+    from fer_edge.runtime.metadata import ModelMeta
+    from fer_edge.train.checkpoint import load_checkpoint, runtime_meta
+
+    from .calibration import load_calibration
+    from .faces import normalized_faces
+    from .metadata import set_onnx_metadata, set_openvino_metadata
+    from .onnx_export import onnx_parity, simplify_and_check, torch_to_onnx
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    req.validate()
+    ckpt = Path(checkpoint).expanduser()
+    model, card = load_checkpoint(ckpt)
+    if threads:
+        torch.set_num_threads(threads)
+    meta = ModelMeta.from_dict(runtime_meta(card), f"checkpoint {ckpt}")
+    classes = meta.classes
+    out_dir = Path(out).expanduser() if out else ckpt.parent
+    name = name or default_name(ckpt)
+    calib = manifest = None
+    if req.quantize:
+        images, _, manifest = load_calibration(req.calibration, classes, calibration_root)
+        calib = normalized_faces(meta, images)
+        log(f"fer-edge: calibration: {len(calib)} faces from {req.calibration}")
+    val = _val_data(data, manifest, classes, meta.input_size, val_limit, log)
+    val_x = normalized_faces(meta, val.images)
+    log(f"fer-edge: validation: {val.describe(Path(val.source).name)}")
+
+    base_meta = {**runtime_meta(card), "arch": card.get("arch"), "source_checkpoint": ckpt.name,
+                 "source_checkpoint_sha256": _sha256(ckpt),
+                 "training_data_fingerprint": card.get("training_data_fingerprint"),
+                 "training_metrics": card.get("metrics"), "training_command": card.get("command"),
+                 "git_commit": card.get("git_commit"), "fer_edge_version": __version__,
+                 "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FerEdgeError(f"cannot create output folder {out_dir} ({e.strerror or e})")
+    tmp = out_dir / f".{name}.export-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        artifacts: list[tuple[str, Path]] = []
+        # 1. ONNX FP32, verified against PyTorch on real faces
+        onnx_fp32 = tmp / f"{name}.onnx"
+        torch_to_onnx(model, (meta.channels, *meta.input_size), onnx_fp32)
+        simplify_and_check(onnx_fp32)
+        parity = onnx_parity(model, onnx_fp32, val_x[:256])
+        log(f"fer-edge: ONNX vs PyTorch on {parity['faces']} val faces: max abs logit difference "
+            f"{parity['max_abs_diff']:.2e}, top-1 agreement {parity['top1_agreement']:.2%}")
+        set_onnx_metadata(onnx_fp32, {**base_meta, "precision": "fp32", "quantization": None,
+                                      "parity_vs_torch": parity})
+        if req.format == "onnx":
+            artifacts.append(("ONNX FP32", onnx_fp32))
+            if req.quantize:
+                int8 = tmp / f"{name}_int8.onnx"
+
+                def score(path: Path) -> float:
+                    set_onnx_metadata(path, {**base_meta, "precision": "int8"})
+                    clf = load_classifier(path, threads=threads)
+                    return float((predict_all(clf.predict, val_x).argmax(1) == val.labels).mean())
+
+                from .quantize import quantize_onnx
+
+                info = quantize_onnx(onnx_fp32, int8, calib, score, tmp)
+                set_onnx_metadata(int8, {**base_meta, "precision": "int8", "quantization": info})
+                artifacts.append(("ONNX INT8", int8))
+        else:
+            import openvino as ov
+
+            def convert():
+                return ov.convert_model(str(onnx_fp32))
+
+            fp = convert()
+            set_openvino_metadata(fp, {**base_meta, "precision": req.precision, "quantization": None})
+            xml = tmp / (f"{name}.xml" if req.precision == "fp32" else f"{name}_{req.precision}.xml")
+            ov.save_model(fp, str(xml), compress_to_fp16=req.precision == "fp16")
+            artifacts.append((f"OpenVINO {req.precision.upper()}", xml))
+            if req.quantize:
+                from .quantize import quantize_openvino
+
+                q, info = quantize_openvino(convert(), str(card.get("arch")), calib, req.max_drop, val_x, val.labels)
+                set_openvino_metadata(q, {**base_meta, "precision": "int8", "quantization": info})
+                xml8 = tmp / f"{name}_int8.xml"
+                ov.save_model(q, str(xml8), compress_to_fp16=False)
+                artifacts.append(("OpenVINO INT8", xml8))
+            (tmp / f"{name}.onnx").unlink()
+
+        # 2. measure every artifact against the PyTorch FP32 model, in this one run
+        def torch_predict(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return torch.softmax(model(torch.from_numpy(x)), 1).numpy()
+
+        rows: list[ArtifactRow] = []
+        ref_row, ref = measure("PyTorch FP32 (eager)", ckpt, torch_predict, val_x, val.labels, classes, None)
+        rows.append(ref_row)
+        for kind, path in artifacts:
+            clf = load_classifier(path, threads=threads)
+            row, _ = measure(kind, path, clf.predict, val_x, val.labels, classes, ref)
+            rows.append(row)
+            if "INT8" not in kind and row.agreement < 0.98:
+                raise FerEdgeError(f"{kind} agrees with PyTorch on only {row.agreement:.2%} of val faces; the "
+                                   "export was stopped")
+        int8_rows = [r for r in rows if "INT8" in r.kind]
+        if req.max_drop is not None and int8_rows:
+            fp32_acc = rows[1].accuracy if req.format == "onnx" else ref_row.accuracy
+            drop = fp32_acc - int8_rows[0].accuracy
+            if drop > req.max_drop:
+                raise FerEdgeError(f"INT8 accuracy {int8_rows[0].accuracy:.4f} is {drop:.4f} below FP32 "
+                                   f"({fp32_acc:.4f}), more than --max-drop {req.max_drop}; nothing was written")
+        # 3. move into place
+        final = []
+        for _, path in artifacts:
+            for part in (path, path.with_suffix(".bin")):
+                if part.is_file() and (part.suffix != ".bin" or path.suffix == ".xml"):
+                    os.replace(part, out_dir / part.name)
+            final.append(out_dir / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    report = {"checkpoint": str(ckpt), "format": req.format, "precision": req.precision, "quantize": req.quantize,
+              "max_drop": req.max_drop, "calibration": req.calibration, "data": val.source, "faces": len(val),
+              "parity_vs_torch": parity, "artifacts": [str(p) for p in final],
+              "rows": [r.to_dict() for r in rows], "machine": machine_summary(threads)}
+    table = markdown_table(rows)
+    md = (f"# Export report: {name}\n\ncheckpoint `{ckpt}` ({req.format}, {req.precision}"
+          f"{', INT8' if req.quantize else ''}), measured on {len(val)} faces of `{val.source}` on "
+          f"{report['machine']['cpu']} ({report['machine']['isa']}), {report['machine']['threads']} threads.\n\n"
+          f"{table}\n")
+    tag = f"{req.format}{'_int8' if req.quantize else '' if req.precision == 'fp32' else '_' + req.precision}"
+    (out_dir / f"{name}_export_{tag}.md").write_text(md)
+    (out_dir / f"{name}_export_{tag}.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(table)
+    return report
+
+
+def machine_summary(threads: int | None = None) -> dict[str, Any]:
+    """CPU model, ISA flags that matter for INT8, OS and thread count."""
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            if line.startswith("model name") and cpu in ("", platform.machine(), platform.processor()):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith(("flags", "Features")):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "asimd", "asimddp")
+           if f in flags]
+    return {"cpu": cpu, "isa": ", ".join(isa) or "unknown", "os": platform.platform(), "cores": os.cpu_count(),
+            "threads": threads or os.cpu_count(), "python": platform.python_version()}

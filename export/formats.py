@@ -1,0 +1,68 @@
+"""The table of export formats and the options each accepts; arguments are validated before any work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fer_edge.runtime.errors import FerEdgeError
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    suffix: str
+    precisions: tuple[str, ...]  # float precisions it can store
+    quantize: tuple[str, ...]  # post-training quantization it supports
+    runtime: str  # the runtime backend that runs it
+    description: str
+
+
+FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat("onnx", ".onnx", ("fp32",), ("int8",), "onnxruntime",
+                     "ONNX (opset 17, dynamic batch, simplified); INT8 = ONNX Runtime static QDQ, S8S8 (Arm, x86)"),
+        ExportFormat("openvino", ".xml", ("fp32", "fp16"), ("int8",), "openvino",
+                     "OpenVINO IR (.xml + .bin); INT8 = NNCF post-training quantization (x86)"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    format: str
+    precision: str = "fp32"
+    quantize: str | None = None
+    max_drop: float | None = None
+    calibration: str | None = None
+
+    def validate(self) -> ExportRequest:
+        """Reject unknown formats and invalid combinations with one sentence, before any work starts."""
+        fmt = FORMATS.get(self.format)
+        if fmt is None:
+            raise FerEdgeError(f"unknown export format '{self.format}' (choose from {', '.join(FORMATS)})")
+        if self.precision not in fmt.precisions:
+            raise FerEdgeError(f"format '{fmt.name}' stores precision {' or '.join(fmt.precisions)}, not "
+                               f"'{self.precision}'")
+        if self.quantize is not None:
+            if self.quantize not in fmt.quantize:
+                raise FerEdgeError(f"format '{fmt.name}' supports --quantize {' or '.join(fmt.quantize)}, not "
+                                   f"'{self.quantize}'")
+            if self.precision != "fp32":
+                raise FerEdgeError("--quantize int8 starts from the FP32 model; drop --precision "
+                                   f"{self.precision}")
+            if not self.calibration:
+                raise FerEdgeError("--quantize int8 needs calibration faces: --calibration MANIFEST_OR_DIR "
+                                   "(make a manifest with 'fer-edge calibrate --data DIR')")
+        else:
+            if self.max_drop is not None:
+                raise FerEdgeError("--max-drop only applies with --quantize int8")
+            if self.calibration:
+                raise FerEdgeError("--calibration only applies with --quantize int8")
+        if self.max_drop is not None and not 0.0 < self.max_drop < 1.0:
+            raise FerEdgeError(f"--max-drop {self.max_drop} must lie in (0, 1) (an accuracy drop, 0.01 = 1 point)")
+        return self
+
+    @property
+    def suffix(self) -> str:
+        return FORMATS[self.format].suffix

@@ -1,0 +1,73 @@
+"""``fer-edge export`` and ``fer-edge calibrate`` (the [export] extra)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def add_export_parser(sub) -> None:
+    from fer_edge.export.formats import FORMATS
+
+    p = sub.add_parser("export", help="checkpoint -> ONNX / OpenVINO IR, optionally INT8, accuracy-checked",
+                       description="Export a training checkpoint for the torch-free runtime. Formats: "
+                       + "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
+    p.add_argument("checkpoint", help="training checkpoint (.pt from fer-edge train)")
+    p.add_argument("--format", required=True, choices=tuple(FORMATS), help="onnx or openvino")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="float precision (fp32)")
+    p.add_argument("--quantize", choices=("int8",), help="post-training INT8 quantization")
+    p.add_argument("--calibration", metavar="MANIFEST_OR_DIR",
+                   help="calibration faces: a manifest from 'fer-edge calibrate', or a dataset folder")
+    p.add_argument("--calibration-root", metavar="DIR", help="where the manifest's images are (default: its root)")
+    p.add_argument("--max-drop", type=float, metavar="X",
+                   help="largest accepted INT8 accuracy drop (0.01 = 1 point); OpenVINO uses NNCF accuracy control")
+    p.add_argument("--data", metavar="DIR", help="labelled validation faces (ImageFolder split) for the parity "
+                   "check and the report (default: val/ beside the calibration data)")
+    p.add_argument("--val-limit", type=int, metavar="N", help="measure on at most N validation faces")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: beside the checkpoint)")
+    p.add_argument("--name", help="artifact file stem (default: the run folder's name)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference and timing")
+    p.set_defaults(func=_cmd_export)
+
+
+def add_calibrate_parser(sub) -> None:
+    p = sub.add_parser("calibrate", help="write a class-balanced calibration manifest for INT8 export")
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset root (uses its train/) or a split folder")
+    p.add_argument("--per-class", type=int, metavar="N", help="images per class (default: ~300 in all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", metavar="MANIFEST", help="manifest path (default calibration_data/<data>_<split>.json)")
+    p.set_defaults(func=_cmd_calibrate)
+
+
+def _cmd_export(args) -> int:
+    from fer_edge.export.formats import ExportRequest
+    from fer_edge.runtime.errors import FerEdgeError
+
+    req = ExportRequest(args.format, args.precision, args.quantize, args.max_drop, args.calibration).validate()
+    if args.val_limit is not None and args.val_limit < 10:
+        raise FerEdgeError("--val-limit must be at least 10")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise FerEdgeError("exporting a checkpoint needs torch (pip install 'fer-edge[train,export]')")
+    from fer_edge.export.exporter import run_export
+
+    report = run_export(args.checkpoint, req, args.out, args.name, args.data, args.calibration_root, args.val_limit,
+                        args.threads)
+    for a in report["artifacts"]:
+        print(f"wrote {a}", file=sys.stderr)
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    from pathlib import Path
+
+    from fer_edge.classes import EMOTIONS
+    from fer_edge.export.calibration import build_manifest, write_manifest
+
+    m = build_manifest(args.data, EMOTIONS, args.per_class, args.seed)
+    out = args.out or f"calibration_data/{Path(m['root']).name}_{m['split']}_{len(m['items'])}.json"
+    path = write_manifest(m, out)
+    counts = {c: sum(1 for it in m["items"] if it["label"] == c) for c in EMOTIONS}
+    print(f"wrote {path}: {len(m['items'])} images ({', '.join(f'{k} {v}' for k, v in counts.items())}), "
+          f"seed {m['seed']}, root {m['root']}")
+    return 0

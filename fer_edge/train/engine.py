@@ -245,6 +245,7 @@ class Trainer:
         self._check()
         if c.threads:
             torch.set_num_threads(c.threads)
+        torch.set_flush_denormal(True)  # tiny weights must not slow CPU training down
         self.device = _pick_device(c, self.dist)
         self.dist.init(self.device)
         _seed_all(c.seed + self.dist.rank, c.deterministic)

@@ -10,7 +10,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fer_edge import __version__
+from fer_edge.machine import machine_summary
 from fer_edge.runtime.errors import FerEdgeError
 
 from .formats import ExportRequest
@@ -191,21 +191,3 @@ def run_export(checkpoint: str | os.PathLike, req: ExportRequest, out: str | Non
     (out_dir / f"{name}_export_{tag}.json").write_text(json.dumps(report, indent=1) + "\n")
     print(table)
     return report
-
-
-def machine_summary(threads: int | None = None) -> dict[str, Any]:
-    """CPU model, ISA flags that matter for INT8, OS and thread count."""
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            if line.startswith("model name") and cpu in ("", platform.machine(), platform.processor()):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith(("flags", "Features")):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "asimd", "asimddp")
-           if f in flags]
-    return {"cpu": cpu, "isa": ", ".join(isa) or "unknown", "os": platform.platform(), "cores": os.cpu_count(),
-            "threads": threads or os.cpu_count(), "python": platform.python_version()}

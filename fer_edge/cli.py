@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_parser(sub)
     add_calibrate_parser(sub)
+    from fer_edge.cli_bench import add_benchmark_parser
+
+    add_benchmark_parser(sub)
     return parser
 
 

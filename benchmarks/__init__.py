@@ -1,0 +1,1 @@
+"""fer_edge.benchmarks: FPS-versus-accuracy measurements (``fer-edge benchmark``), torch only for baselines."""

@@ -1,0 +1,278 @@
+"""``fer-edge benchmark``: every artifact measured in one run on this machine, against PyTorch eager FP32."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer_edge.runtime.errors import FerEdgeError
+
+
+@dataclass
+class Subject:
+    """One thing to measure: a checkpoint (PyTorch eager) or an exported artifact (runtime)."""
+
+    label: str
+    path: Path
+    backend: str
+    precision: str
+    classifier: Any
+
+    @property
+    def is_torch(self) -> bool:
+        return self.backend == "torch"
+
+
+def _label(clf, path: Path) -> tuple[str, str]:
+    precision = str(clf.meta.extra.get("precision", "fp32")).upper() if hasattr(clf.meta, "extra") else "FP32"
+    backend = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "torch": "PyTorch eager"}[clf.backend]
+    return f"{backend} {precision} ({path.name})", precision
+
+
+def load_subjects(models: list[str], checkpoint: str | None, threads: int | None) -> list[Subject]:
+    from fer_edge.runtime.classifier import load_classifier
+
+    subjects = []
+    if checkpoint:
+        from fer_edge.evaluate import load_model
+
+        clf = load_model(checkpoint, threads=threads)
+        subjects.append(Subject(f"PyTorch eager FP32 ({Path(checkpoint).name})", Path(checkpoint), "torch", "FP32",
+                                clf))
+    for m in models:
+        clf = load_classifier(m, threads=threads)
+        label, precision = _label(clf, Path(m))
+        subjects.append(Subject(label, Path(m), clf.backend, precision, clf))
+    if not subjects:
+        raise FerEdgeError("nothing to benchmark: give model files and/or --checkpoint")
+    classes = {s.classifier.classes for s in subjects}
+    if len(classes) > 1:
+        raise FerEdgeError("the models to compare have different classes")
+    return subjects
+
+
+def _shared_default(*parts: str) -> Path | None:
+    for base in (os.environ.get("FER_EDGE_HOME"), os.environ.get("FER_EDGE_SHARED")):
+        if base and Path(base, *parts).exists():
+            return Path(base, *parts)
+    return None
+
+
+def run_benchmark(models: list[str], checkpoint: str | None = None, data: str | None = None,
+                  videos: list[str] | None = None, out: str = "benchmark-results", threads: int | None = None,
+                  quick: bool = False, rounds: int | None = None, command: str | None = None, log=None
+                  ) -> dict[str, Any]:
+    from fer_edge.evaluate import confusion_from_labels, metrics_from_confusion, predict_faces
+    from fer_edge.machine import machine_summary
+
+    from .e2e import classify_matches, detected_crops, detector_latency, paste_faces, read_frames, run_loop_fps
+    from .pareto import pareto_front, plot_tradeoff
+    from .timing import interleaved_latency, throughput
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    subjects = load_subjects(models, checkpoint, threads)
+    if threads and checkpoint:
+        import torch
+
+        torch.set_num_threads(threads)
+    data_path = Path(data) if data else _shared_default("datasets", "fer2013", "val")
+    if data_path is None:
+        raise FerEdgeError("give --data: a labelled ImageFolder split (e.g. fer2013/val) to measure accuracy on")
+    if videos is None:
+        found = _shared_default("media")
+        videos = sorted(str(p) for p in found.glob("video_*.mp4")) if found else []
+    for v in videos:
+        if not Path(v).is_file():
+            raise FerEdgeError(f"video {v} does not exist")
+    out_dir = Path(out).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rounds = rounds or (3 if quick else 10)
+    calls = 10 if quick else 50
+    report: dict[str, Any] = {"command": command, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(
+        timespec="seconds"), "quick": quick, "machine": machine_summary(threads)}
+
+    # --- accuracy on the labelled split --------------------------------------------------------------
+    from fer_edge.train.data import resolve_eval_data
+
+    meta = subjects[0].classifier.meta
+    ds = resolve_eval_data(str(data_path), tuple(meta.classes), None, size=None, log=log,
+                           mixed_size=tuple(meta.input_size))
+    if quick and len(ds) > 300:
+        ds = ds.subset(np.sort(np.random.default_rng(0).permutation(len(ds))[:300]))
+    log(f"[1/5] accuracy on {len(ds)} faces of {ds.source}")
+    preds, rows = {}, []
+    for s in subjects:
+        probs = predict_faces(s.classifier, ds.images)
+        preds[s.label] = probs.argmax(1)
+        m = metrics_from_confusion(confusion_from_labels(ds.labels, preds[s.label], len(meta.classes)), meta.classes)
+        size = sum(p.stat().st_size for p in (s.path, s.path.with_suffix(".bin"))
+                   if p.is_file() and (p == s.path or s.path.suffix == ".xml")) / 1e6
+        rows.append({"label": s.label, "file": str(s.path), "backend": s.backend, "precision": s.precision,
+                     "size_mb": round(size, 3), "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                     "per_class_f1": {c: v["f1"] for c, v in m["per_class"].items()}})
+        log(f"  {s.label}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
+    ref = next((s for s in subjects if s.is_torch), None) or next(
+        (s for s in subjects if s.precision == "FP32"), subjects[0])
+    for r in rows:
+        r["agreement_with_fp32"] = float((preds[r["label"]] == preds[ref.label]).mean())
+    report["accuracy_data"] = {"source": ds.source, "faces": len(ds), "fp32_reference": ref.label}
+
+    # --- classifier latency (interleaved) and throughput ------------------------------------------------
+    log(f"[2/5] classifier latency at batch 1: {rounds} interleaved rounds of {calls} calls")
+    from fer_edge.export.faces import normalized_faces
+
+    x = normalized_faces(meta, ds.images[:256])
+    lat = interleaved_latency([s.classifier.predict for s in subjects], x[:1], rounds, calls)
+    torch_ms = None
+    for r, t in zip(rows, lat):
+        r["latency_ms"] = float(np.median(t) * 1e3)
+        r["latency_p90_ms"] = float(np.percentile(t, 90) * 1e3)
+        r["faces_per_s_batch1"] = 1e3 / r["latency_ms"]
+    if ref.is_torch:
+        torch_ms = rows[subjects.index(ref)]["latency_ms"]
+    for r in rows:
+        r["speedup_vs_pytorch"] = (torch_ms / r["latency_ms"]) if torch_ms else None
+    log("[3/5] throughput at batch 1, 8, 32, 64")
+    seconds = 0.2 if quick else 1.0
+    for s, r in zip(subjects, rows):
+        tp = {b: throughput(s.classifier.predict, x, b, seconds) for b in (1, 8, 32, 64)}
+        best = max(tp, key=tp.get)
+        r["throughput_faces_per_s"] = {str(b): v for b, v in tp.items()}
+        r["best_batch"], r["best_throughput_faces_per_s"] = best, tp[best]
+        log(f"  {s.label}: {r['latency_ms']:.3f} ms/face at batch 1, {tp[best]:.0f} faces/s at batch {best}")
+    report["classifiers"] = rows
+
+    # --- detectors ----------------------------------------------------------------------------------------
+    log("[4/5] face detectors and the end-to-end loop")
+    runtime_subjects = [s for s in subjects if not s.is_torch]
+    detectors = {}
+    for v in videos[: 1 if quick else None]:
+        frames = read_frames(v, 30 if quick else 120)
+        for d in ("yunet", "res10"):
+            try:
+                detectors[f"{d} @ {Path(v).name}"] = {"detector": d, "video": v,
+                                                       **detector_latency(d, frames, 1 if quick else 3)}
+            except FerEdgeError as e:
+                detectors[f"{d} @ {Path(v).name}"] = {"detector": d, "video": v, "error": str(e)}
+    report["detectors"] = detectors
+    e2e = []
+    for s in runtime_subjects[: 1 if quick else None]:
+        for v in videos[: 1 if quick else None]:
+            r = run_loop_fps(v, str(s.path), "yunet", threads, 60 if quick else None)
+            if "error" in r:
+                raise FerEdgeError(f"end-to-end run of {s.path.name} on {v} failed: {r['error']}")
+            e2e.append({"model": s.label, "video": v, "detector": "yunet", **r})
+            log(f"  {s.label} on {Path(v).name}: {r['fps']:.1f} fps, {r['faces_per_frame']:.2f} faces/frame, "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB")
+    report["end_to_end"] = e2e
+
+    # --- detection + crop accuracy on pasted faces --------------------------------------------------------
+    log("[5/5] detection and crop accuracy on labelled faces pasted into frames")
+    import cv2
+
+    media = _shared_default("media")
+    bgs = [cv2.imread(str(p)) for p in sorted(media.glob("voc_*.jpg"))] if media else []
+    bgs = [b for b in bgs if b is not None] or [np.full((480, 640, 3), 90, np.uint8)]
+    n_faces = 60 if quick else 600
+    pick = np.sort(np.random.default_rng(1).permutation(len(ds))[: min(n_faces, len(ds))])
+    faces, labels = ds.images[pick], ds.labels[pick]
+    frames, truth = paste_faces(faces, bgs, per_frame=4, seed=1)
+    pasted = []
+    for d in ("yunet", "res10"):
+        matches, total = detected_crops(frames, truth, d)
+        face_idx = np.asarray([m[2] for m in matches], np.int64)
+        entry = {"detector": d, "faces": total, "frames": len(frames), "detected": len(matches),
+                 "recall": len(matches) / max(total, 1), "models": []}
+        for s in runtime_subjects or subjects:
+            pred = classify_matches(s.classifier, frames, matches) if matches else np.zeros(0, np.int64)
+            crop_pred = predict_faces(s.classifier, faces[face_idx]).argmax(1) if len(face_idx) else pred
+            acc_frames = float((pred == labels[face_idx]).mean()) if len(pred) else 0.0
+            acc_crops = float((crop_pred == labels[face_idx]).mean()) if len(pred) else 0.0
+            entry["models"].append({"model": s.label, "accuracy_detected_in_frames": acc_frames,
+                                    "accuracy_same_faces_as_crops": acc_crops, "gap": acc_crops - acc_frames})
+        pasted.append(entry)
+        log(f"  {d}: recall {entry['recall']:.3f} on {total} pasted faces")
+    report["pasted_faces"] = pasted
+
+    # --- outputs ------------------------------------------------------------------------------------------
+    front = pareto_front([(r["faces_per_s_batch1"], r["accuracy"]) for r in rows])
+    for i, r in enumerate(rows):
+        r["pareto"] = i in front
+    report["pareto_front"] = [rows[i]["label"] for i in front]
+    plot = None
+    try:
+        plot = plot_tradeoff([r["label"].split(" (")[0] + f" ({Path(r['file']).name})" for r in rows],
+                             [r["faces_per_s_batch1"] for r in rows], [r["accuracy"] for r in rows],
+                             out_dir / "tradeoff.png",
+                             f"fer-edge accuracy vs speed on {report['machine']['cpu']} "
+                             f"({report['machine']['threads']} threads)")
+    except ImportError:
+        log("fer-edge: matplotlib is not installed: no plot (pip install matplotlib)")
+    report["plot"] = str(plot) if plot else None
+    (out_dir / "benchmark.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    (out_dir / "benchmark.md").write_text(markdown(report))
+    log(f"fer-edge: wrote {out_dir / 'benchmark.md'}, {out_dir / 'benchmark.json'}" + (f", {plot}" if plot else ""))
+    return report
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [f"# fer-edge benchmark{' (quick)' if r['quick'] else ''}", "",
+             f"- command: `{r['command']}`" if r.get("command") else "- command: (API call)",
+             f"- machine: {m['cpu']} ({m['arch']}), {m['cores']} cores, {m['threads']} threads; ISA: {m['isa']}",
+             f"- software: {m['os']}, Python {m['python']}, "
+             + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()),
+             f"- date: {r['created']}",
+             f"- accuracy on {r['accuracy_data']['faces']} faces of `{r['accuracy_data']['source']}`; top-1 agreement "
+             f"against {r['accuracy_data']['fp32_reference']}", "",
+             "## Classifiers", "",
+             "| model | size MB | accuracy | macro-F1 | agreement with FP32 | ms/face batch 1 (median) | p90 ms | "
+             "speed-up vs PyTorch | best faces/s (batch) | Pareto |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"]
+    for c in r["classifiers"]:
+        sp = f"{c['speedup_vs_pytorch']:.1f}x" if c["speedup_vs_pytorch"] else "n/a"
+        lines.append(f"| {c['label']} | {c['size_mb']:.2f} | {c['accuracy']:.4f} | {c['macro_f1']:.4f} | "
+                     f"{c['agreement_with_fp32']:.4f} | {c['latency_ms']:.3f} | {c['latency_p90_ms']:.3f} | {sp} | "
+                     f"{c['best_throughput_faces_per_s']:.0f} ({c['best_batch']}) | {'yes' if c['pareto'] else ''} |")
+    lines += ["", "Latency: interleaved rounds, every model in every round; speed-ups are ratios from this one run.",
+              "", "## Face detectors (ms per frame)", "", "| detector | video | frame | median ms | p90 ms |",
+              "| --- | --- | --- | ---: | ---: |"]
+    for d in r["detectors"].values():
+        if "error" in d:
+            lines.append(f"| {d['detector']} | {Path(d['video']).name} | | {d['error']} | |")
+        else:
+            lines.append(f"| {d['detector']} | {Path(d['video']).name} | {d['frame_size'][1]}x{d['frame_size'][0]} | "
+                         f"{d['median_ms']:.2f} | {d['p90_ms']:.2f} |")
+    lines += ["", "## End to end (`fer-edge run` loop: decode, detect, crop, classify, smooth, draw, JSON)", "",
+              "| model | video | frames | fps | faces/frame | decode ms | detect ms | classify ms | track ms | "
+              "output ms | peak RSS MB |", "| --- | --- " + "| ---: " * 9 + "|"]
+    for e in r["end_to_end"]:
+        s = e["stage_ms"]
+        lines.append(f"| {e['model']} | {Path(e['video']).name} | {e['frames']} | {e['fps']:.1f} | "
+                     f"{e['faces_per_frame']:.2f} | {s['decode']:.2f} | {s['detect']:.2f} | {s['classify']:.2f} | "
+                     f"{s['track']:.2f} | {s['output']:.2f} | {e['peak_rss_mb']:.0f} |")
+    lines += ["", "## Detection and crop on labelled faces pasted into frames", "",
+              "| detector | faces | recall | model | accuracy of detected faces | accuracy of the same faces as crops "
+              "| gap |", "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+    for p in r["pasted_faces"]:
+        for m2 in p["models"]:
+            lines.append(f"| {p['detector']} | {p['faces']} | {p['recall']:.3f} | {m2['model']} | "
+                         f"{m2['accuracy_detected_in_frames']:.4f} | {m2['accuracy_same_faces_as_crops']:.4f} | "
+                         f"{m2['gap']:+.4f} |")
+    if r.get("plot"):
+        lines += ["", f"![accuracy vs speed]({Path(r['plot']).name})"]
+    return "\n".join(lines) + "\n"
+
+
+def command_line() -> str:
+    return "fer-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -1,0 +1,181 @@
+"""End-to-end measurements: the real `fer-edge run` loop on a video, detector latency, and detection + crop
+accuracy on labelled faces pasted into frames."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM (reset by exec, unlike ru_maxrss, which a spawned child
+    inherits from its parent at fork time), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def _loop_child(video: str, model: str, detector: str, threads: int | None, max_frames: int | None, q) -> None:
+    from fer_edge.runtime.classifier import load_classifier
+    from fer_edge.runtime.detectors import create_detector
+    from fer_edge.runtime.pipeline import EmotionPipeline, run_loop
+    from fer_edge.runtime.sinks import JsonlSink
+    from fer_edge.runtime.sources import VideoSource
+    from fer_edge.runtime.tracker import FaceTracker
+
+    try:
+        pipeline = EmotionPipeline(create_detector(detector), load_classifier(model, threads=threads),
+                                   tracker=FaceTracker())
+        source = VideoSource(video)
+        with tempfile.TemporaryDirectory() as d:
+            sink = JsonlSink(Path(d) / "faces.jsonl")
+            stats = run_loop(source, pipeline, [sink], draw=True, max_frames=max_frames)
+            sink.close()
+        source.close()
+        q.put({"frames": stats.frames, "faces": stats.faces, "seconds": stats.seconds, "fps": stats.fps,
+               "faces_per_frame": stats.faces / max(stats.frames, 1),
+               "stage_ms": {k: 1e3 * v / max(stats.frames, 1) for k, v in stats.timings.items()},
+               "peak_rss_mb": peak_rss_mb()})
+    except Exception as e:  # reported, not raised: the parent prints one line
+        q.put({"error": f"{type(e).__name__}: {e}"})
+
+
+def run_loop_fps(video: str, model: str, detector: str = "yunet", threads: int | None = None,
+                 max_frames: int | None = None) -> dict[str, Any]:
+    """FPS, per-stage split and peak resident memory of the run loop, in a fresh process of its own."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_loop_child, args=(video, model, detector, threads, max_frames, q))
+    p.start()
+    result = q.get(timeout=1800)
+    p.join()
+    return result
+
+
+def detector_latency(detector: str, frames: list[np.ndarray], rounds: int = 3) -> dict[str, float]:
+    """Median and p90 ms per frame of ``detector`` at the sizes `run` uses."""
+    from fer_edge.runtime.detectors import create_detector
+
+    det = create_detector(detector)
+    for f in frames[:5]:
+        det.detect(f)
+    times = []
+    for _ in range(rounds):
+        for f in frames:
+            t = time.perf_counter()
+            det.detect(f)
+            times.append(time.perf_counter() - t)
+    t = np.asarray(times) * 1e3
+    return {"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "frames": len(frames),
+            "frame_size": list(frames[0].shape[:2])}
+
+
+def read_frames(video: str, n: int) -> list[np.ndarray]:
+    import cv2
+
+    cap = cv2.VideoCapture(video)
+    frames = []
+    while len(frames) < n:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    return frames
+
+
+def paste_faces(faces: np.ndarray, backgrounds: list[np.ndarray], per_frame: int = 4, seed: int = 0,
+                size: tuple[int, int] = (480, 640)) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Frames with labelled gray faces pasted on blurred photo backgrounds: 2x2 grid cells, each face
+    padded by a reflected border (the face needs some context to be detected) and upscaled to 100-180 px.
+
+    Returns the frames and, per frame, the (k, 5) rows [x, y, w, h, face index] of the pasted faces (the box
+    of the original 48x48 crop, without the padding)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    frames, truth = [], []
+    cells = [(0, 0), (0, 1), (1, 0), (1, 1)][:per_frame]
+    for start in range(0, len(faces), per_frame):
+        bg = backgrounds[(start // per_frame) % len(backgrounds)]
+        y0 = rng.integers(0, max(1, bg.shape[0] - h)) if bg.shape[0] > h else 0
+        x0 = rng.integers(0, max(1, bg.shape[1] - w)) if bg.shape[1] > w else 0
+        frame = cv2.resize(bg[y0 : y0 + h, x0 : x0 + w], (w, h))
+        frame = cv2.GaussianBlur(frame, (0, 0), 8)
+        rows = []
+        for k, (cy, cx) in enumerate(cells):
+            idx = start + k
+            if idx >= len(faces):
+                break
+            face = faces[idx]
+            side = int(rng.integers(100, 181))
+            pad = face.shape[0] // 4
+            padded = cv2.copyMakeBorder(face, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+            big_side = round(side * padded.shape[0] / face.shape[0])
+            big = cv2.resize(padded, (big_side, big_side), interpolation=cv2.INTER_CUBIC)
+            big = cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
+            cell_h, cell_w = h // 2, w // 2
+            oy = cy * cell_h + int(rng.integers(0, max(1, cell_h - big_side)))
+            ox = cx * cell_w + int(rng.integers(0, max(1, cell_w - big_side)))
+            bh, bw = min(big_side, h - oy), min(big_side, w - ox)
+            frame[oy : oy + bh, ox : ox + bw] = big[:bh, :bw]
+            off = round(pad * side / face.shape[0])
+            rows.append([ox + off, oy + off, side, side, idx])
+        frames.append(frame)
+        truth.append(np.asarray(rows, np.float32))
+    return frames, truth
+
+
+def detected_crops(frames, truth, detector: str, iou_min: float = 0.3):
+    """Run the detector on pasted-face frames; per matched face: (frame index, detector box, face index)."""
+    from fer_edge.runtime.detectors import create_detector
+    from fer_edge.runtime.tracker import iou_matrix
+
+    det = create_detector(detector)
+    matches = []
+    total = 0
+    for fi, (frame, gt) in enumerate(zip(frames, truth)):
+        total += len(gt)
+        boxes = det.detect(frame)
+        if len(boxes) == 0 or len(gt) == 0:
+            continue
+        iou = iou_matrix(gt[:, :4], boxes[:, :4])
+        used = set()
+        for gi in np.argsort(-iou.max(axis=1)):
+            j = int(iou[gi].argmax())
+            if iou[gi, j] >= iou_min and j not in used:
+                used.add(j)
+                matches.append((fi, boxes[j], int(gt[gi, 4])))
+    return matches, total
+
+
+def classify_matches(classifier, frames, matches) -> np.ndarray:
+    """Predicted class per matched face, cropped exactly as `fer-edge run` crops it."""
+    from fer_edge.runtime.preprocess import FaceBatcher, crop_regions
+
+    batcher = FaceBatcher(classifier.meta, max_faces=1)
+    preds = np.empty(len(matches), np.int64)
+    for i, (fi, box, _) in enumerate(matches):
+        frame = frames[fi]
+        rect = crop_regions(box[None], batcher.margin, frame.shape[1], frame.shape[0])
+        preds[i] = int(classifier.predict(batcher(frame, rect)).argmax())
+    return preds
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,37 @@
+"""``fer-edge benchmark``."""
+
+from __future__ import annotations
+
+
+def add_benchmark_parser(sub) -> None:
+    p = sub.add_parser("benchmark", help="FPS-versus-accuracy report of models on this machine",
+                       description="Measure every model in one run on this machine: accuracy, per-face latency "
+                       "against PyTorch eager FP32, throughput, detectors, the end-to-end run loop, and detection "
+                       "+ crop accuracy on labelled faces pasted into frames. Writes benchmark.md, benchmark.json "
+                       "and tradeoff.png.")
+    p.add_argument("models", nargs="*", help="exported models (.onnx, OpenVINO .xml)")
+    p.add_argument("--checkpoint", metavar="PT", help="training checkpoint: the PyTorch eager FP32 baseline")
+    p.add_argument("--data", metavar="DIR", help="labelled faces (ImageFolder split; default: "
+                   "datasets/fer2013/val under $FER_EDGE_HOME)")
+    p.add_argument("--videos", nargs="*", metavar="VIDEO", help="videos for the end-to-end loop (default: "
+                   "media/video_*.mp4 under $FER_EDGE_HOME)")
+    p.add_argument("--threads", type=int, metavar="N", help="inference threads for every backend (default: all)")
+    p.add_argument("--rounds", type=int, metavar="N", help="interleaved timing rounds (10; quick 3)")
+    p.add_argument("--quick", action="store_true", help="reduced run for tests (well under a minute)")
+    p.add_argument("--out", default="benchmark-results", metavar="DIR", help="report folder (benchmark-results)")
+    p.set_defaults(func=_cmd_benchmark)
+
+
+def _cmd_benchmark(args) -> int:
+    from fer_edge.benchmarks.bench import command_line, run_benchmark
+    from fer_edge.runtime.errors import FerEdgeError
+
+    if args.threads is not None and args.threads < 1:
+        raise FerEdgeError("--threads must be at least 1")
+    if not args.models and not args.checkpoint:
+        from fer_edge.runtime.models import default_classifier_path
+
+        args.models = [str(default_classifier_path())]
+    run_benchmark(args.models, args.checkpoint, args.data, args.videos, args.out, args.threads, args.quick,
+                  args.rounds, command_line())
+    return 0

@@ -1,0 +1,65 @@
+"""`fer-edge benchmark --quick` on tiny models and real media; the Pareto front on hand-made points."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from fer_edge.benchmarks.pareto import pareto_front
+
+from conftest import SHARED, run_cli
+
+
+def test_pareto_front_hand_made():
+    pts = [(10, 0.60), (100, 0.60), (100, 0.55), (50, 0.70), (200, 0.50), (20, 0.70), (200, 0.50)]
+    # (10,.60) is beaten by (100,.60); (100,.55) by (100,.60); (20,.70) by (50,.70); equal points both stay
+    assert pareto_front(pts) == [3, 1, 4, 6]
+    assert pareto_front([(1.0, 1.0)]) == [0]
+
+
+def _finite_positive(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+def test_quick_benchmark_report(tmp_path, tiny_onnx, tiny_ir):
+    pytest.importorskip("torch")
+    from test_export import random_checkpoint
+
+    ckpt = random_checkpoint(tmp_path / "tiny.pt", "cnn")
+    out = tmp_path / "bench"
+    p = run_cli("benchmark", str(tiny_onnx), str(tiny_ir), "--checkpoint", str(ckpt), "--quick",
+                "--data", str(SHARED / "datasets/fer2013/val"), "--videos",
+                str(SHARED / "media/video_talking_woman_15s.mp4"), "--out", str(out), "--threads", "2")
+    assert p.returncode == 0, p.stderr
+    assert "[5/5]" in p.stderr  # progress is shown
+    r = json.loads((out / "benchmark.json").read_text())
+    m = r["machine"]
+    assert m["cpu"] and m["cores"] >= 1 and m["threads"] == 2 and m["isa"] and m["python"] and m["os"]
+    assert {"numpy", "onnxruntime"} <= set(m["libraries"])
+    rows = r["classifiers"]
+    assert [row["backend"] for row in rows] == ["torch", "onnxruntime", "openvino"]
+    for row in rows:
+        for k in ("size_mb", "latency_ms", "latency_p90_ms", "faces_per_s_batch1", "best_throughput_faces_per_s",
+                  "speedup_vs_pytorch"):
+            assert _finite_positive(row[k]), (k, row[k])
+        assert 0 <= row["accuracy"] <= 1 and 0 <= row["macro_f1"] <= 1 and 0 <= row["agreement_with_fp32"] <= 1
+        assert set(row["throughput_faces_per_s"]) == {"1", "8", "32", "64"}
+    assert rows[0]["speedup_vs_pytorch"] == 1.0 and rows[0]["agreement_with_fp32"] == 1.0
+    assert r["accuracy_data"]["faces"] == 300
+    assert r["pareto_front"] and all(row["pareto"] == (row["label"] in r["pareto_front"]) for row in rows)
+    assert {d["detector"] for d in r["detectors"].values()} == {"yunet", "res10"}
+    assert all(_finite_positive(d["median_ms"]) for d in r["detectors"].values())
+    (e2e,) = r["end_to_end"]
+    assert e2e["frames"] == 60 and _finite_positive(e2e["fps"]) and _finite_positive(e2e["peak_rss_mb"])
+    assert e2e["faces_per_frame"] == pytest.approx(1.0)
+    assert set(e2e["stage_ms"]) == {"decode", "detect", "classify", "track", "output"}
+    for entry in r["pasted_faces"]:
+        assert entry["faces"] == 60 and 0.5 <= entry["recall"] <= 1.0
+        for mm in entry["models"]:
+            assert 0 <= mm["accuracy_detected_in_frames"] <= 1 and 0 <= mm["accuracy_same_faces_as_crops"] <= 1
+    png = (out / "tradeoff.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    md = (out / "benchmark.md").read_text()
+    assert "fer-edge benchmark" in md and "--quick" in md and "| PyTorch eager FP32" in md

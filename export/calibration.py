@@ -58,8 +58,11 @@ def build_manifest(data: str | os.PathLike, classes: tuple[str, ...], per_class:
             "classes": list(classes), "items": items}
 
 
-def write_manifest(manifest: dict[str, Any], out: str | os.PathLike) -> Path:
+def write_manifest(manifest: dict[str, Any], out: str | os.PathLike, relative_root: bool = False) -> Path:
+    """Write the manifest; ``relative_root`` stores its root relative to the manifest's own folder."""
     p = Path(out).expanduser()
+    if relative_root:
+        manifest = {**manifest, "root": os.path.relpath(manifest["root"], p.parent.resolve())}
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + ".tmp")
@@ -95,6 +98,8 @@ def load_calibration(source: str | os.PathLike, classes: tuple[str, ...], root: 
     src = Path(source).expanduser()
     manifest = build_manifest(src, classes, seed=seed) if src.is_dir() else read_manifest(src)
     base = Path(root).expanduser() if root else Path(manifest["root"])
+    if not root and not base.is_absolute():  # a root stored relative to the manifest's folder
+        base = (src.parent / base).resolve()
     if not manifest["items"]:
         raise FerEdgeError(f"calibration set {src} is empty")
     images, labels = [], []
@@ -118,4 +123,4 @@ def load_calibration(source: str | os.PathLike, classes: tuple[str, ...], root: 
     if len(shapes) > 1:
         h, w = images[0].shape
         images = [cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images]
-    return np.stack(images), np.asarray(labels, np.int64), manifest
+    return np.stack(images), np.asarray(labels, np.int64), {**manifest, "root": str(base)}

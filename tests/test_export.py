@@ -219,3 +219,13 @@ def test_failed_parity_leaves_nothing_behind(tmp_path, cnn_ckpt, data, monkeypat
     with pytest.raises(FerEdgeError, match="disagrees"):
         exporter.run_export(cnn_ckpt, ExportRequest("openvino"), str(out), "tiny", str(data / "val"), log=lambda m: 0)
     assert list(out.iterdir()) == []  # no artifact, no temporary folder
+
+
+def test_committed_calibration_manifest_matches_the_dataset():
+    from fer_edge.export.calibration import load_calibration
+
+    from conftest import REPO, SHARED
+
+    images, labels, manifest = load_calibration(REPO / "calibration_data" / "fer2013_train_301.json", EMOTIONS)
+    assert images.shape == (301, 48, 48) and np.bincount(labels).tolist() == [43] * 7
+    assert Path(manifest["root"]) == (SHARED / "datasets" / "fer2013").resolve()

@@ -6,7 +6,6 @@ A manifest is JSON: ``{"format", "root", "split", "seed", "per_class", "classes"
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -15,15 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from fer_edge.runtime.assets import sha256_of
 from fer_edge.runtime.errors import FerEdgeError
 
 FORMAT = "fer_edge.calibration/1"
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 DEFAULT_TOTAL = 300
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _split_folder(data: Path) -> tuple[Path, Path]:
@@ -53,7 +49,7 @@ def build_manifest(data: str | os.PathLike, classes: tuple[str, ...], per_class:
         if not files:
             raise FerEdgeError(f"calibration folder {split / c} holds no images")
         for p in sorted(rng.sample(files, min(per_class, len(files)))):
-            items.append({"path": p.relative_to(root).as_posix(), "label": c, "sha256": _sha256(p)})
+            items.append({"path": p.relative_to(root).as_posix(), "label": c, "sha256": sha256_of(p)})
     return {"format": FORMAT, "root": str(root), "split": split.name, "seed": seed, "per_class": per_class,
             "classes": list(classes), "items": items}
 
@@ -109,7 +105,7 @@ def load_calibration(source: str | os.PathLike, classes: tuple[str, ...], root: 
             raise FerEdgeError(f"calibration image {p} has label '{it['label']}', not a class of this model")
         if not p.is_file():
             raise FerEdgeError(f"calibration image {p} named by {src} does not exist (is the dataset at {base}?)")
-        if _sha256(p) != it["sha256"]:
+        if sha256_of(p) != it["sha256"]:
             raise FerEdgeError(f"calibration image {p} does not match the checksum in {src}")
         img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
         if img is None:

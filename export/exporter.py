@@ -7,7 +7,6 @@ step (parity check, quantization, measurement) has passed: a failed export leave
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
@@ -19,18 +18,11 @@ import numpy as np
 
 from fer_edge import __version__
 from fer_edge.machine import machine_summary
+from fer_edge.runtime.assets import sha256_of
 from fer_edge.runtime.errors import FerEdgeError
 
 from .formats import ExportRequest
 from .report import ArtifactRow, markdown_table, measure, predict_all
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def default_name(checkpoint: Path) -> str:
@@ -86,7 +78,7 @@ def run_export(checkpoint: str | os.PathLike, req: ExportRequest, out: str | Non
     log(f"fer-edge: validation: {val.describe(Path(val.source).name)}")
 
     base_meta = {**runtime_meta(card), "arch": card.get("arch"), "source_checkpoint": ckpt.name,
-                 "source_checkpoint_sha256": _sha256(ckpt),
+                 "source_checkpoint_sha256": sha256_of(ckpt),
                  "training_data_fingerprint": card.get("training_data_fingerprint"),
                  "training_metrics": card.get("metrics"), "training_command": card.get("command"),
                  "git_commit": card.get("git_commit"), "fer_edge_version": __version__,

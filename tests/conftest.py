@@ -46,7 +46,7 @@ def tiny_ir(tmp_path_factory, tiny_onnx) -> Path:
     return make_openvino_ir(tmp_path_factory.mktemp("ir") / "tiny.xml", tiny_onnx, default_meta())
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300, python_code: str | None = None
+def run_cli(*args: str, env: dict | None = None, timeout: float = 900, python_code: str | None = None
             ) -> subprocess.CompletedProcess:
     """Run ``python -m fer_edge ARGS`` (or ``python -c python_code ARGS``) and capture its output."""
     full_env = dict(os.environ)

@@ -131,7 +131,9 @@ class OnnxRuntimeClassifier(EmotionClassifier):
 class OpenVinoClassifier(EmotionClassifier):
     backend = "openvino"
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, precision_hint: str | None = None):
+        """``precision_hint``: None lets OpenVINO choose (bf16 for FP32 layers on CPUs with AMX/AVX512-BF16);
+        ``"f32"`` runs FP32 layers in FP32 (used to verify an exported IR)."""
         try:
             import openvino as ov
         except ImportError:
@@ -151,6 +153,8 @@ class OpenVinoClassifier(EmotionClassifier):
         config = {"PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
+        if precision_hint:
+            config["INFERENCE_PRECISION_HINT"] = precision_hint
         try:
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as e:
@@ -198,9 +202,11 @@ def _first_line(e: Exception) -> str:
     return text[0][:200] if text else type(e).__name__
 
 
-def load_classifier(path: str | os.PathLike, backend: str | None = None, threads: int | None = None
-                    ) -> EmotionClassifier:
-    """Open a classifier file (.onnx or OpenVINO .xml) on the chosen or implied backend."""
+def load_classifier(path: str | os.PathLike, backend: str | None = None, threads: int | None = None,
+                    precision_hint: str | None = None) -> EmotionClassifier:
+    """Open a classifier file (.onnx or OpenVINO .xml) on the chosen or implied backend.
+
+    ``precision_hint`` ("f32") applies to OpenVINO only: see :class:`OpenVinoClassifier`."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise FerEdgeError(f"classifier file {p} does not exist")
@@ -208,5 +214,5 @@ def load_classifier(path: str | os.PathLike, backend: str | None = None, threads
     if kind == "openvino":
         if p.suffix.lower() == ".xml" and not p.with_suffix(".bin").is_file():
             raise FerEdgeError(f"classifier {p}: its weights file {p.with_suffix('.bin').name} is missing")
-        return OpenVinoClassifier(p, threads)
+        return OpenVinoClassifier(p, threads, precision_hint)
     return OnnxRuntimeClassifier(p, threads)

@@ -1,0 +1,50 @@
+"""The emotion model that ships inside the package: found without --model, small, documented, reproducible."""
+
+from __future__ import annotations
+
+import json
+import platform
+
+from fer_edge.classes import EMOTIONS
+from fer_edge.runtime.classifier import load_classifier
+from fer_edge.runtime.models import default_classifier_path
+
+from conftest import MEDIA, REPO, SHARED, run_cli
+
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def test_default_model_is_shipped_small_and_carries_its_card():
+    path = default_classifier_path()
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert path.suffix == ".xml"  # OpenVINO INT8 on x86
+    for f in (path.with_suffix(".xml"), path.with_suffix(".bin"), path.with_suffix(".onnx")):
+        assert f.is_file() and f.stat().st_size <= 10 * 1024 * 1024, f
+    for f in (path.with_suffix(".xml"), path.with_suffix(".onnx")):
+        meta = load_classifier(f).meta
+        assert meta.classes == EMOTIONS and meta.extra["precision"] == "int8"
+        assert meta.extra["training_command"] and meta.extra["training_data_fingerprint"].startswith("sha256:")
+        assert meta.extra["git_commit"] and meta.extra["quantization"]["calibration_faces"] == 301
+        assert meta.extra["training_metrics"]["val_accuracy"] > 0.6
+
+
+def test_run_without_model_labels_every_face(tmp_path):
+    for extra in ([], ["--backend", "onnxruntime"]):
+        out = tmp_path / f"faces{len(extra)}.jsonl"
+        p = run_cli("run", "--image", str(MEDIA / "group_selfie_6faces.jpg"), "--json", str(out), *extra)
+        assert p.returncode == 0, p.stderr
+        recs = [json.loads(x) for x in out.read_text().splitlines()]
+        assert 5 <= len(recs) <= 6 and all(r["label"] in EMOTIONS for r in recs)
+        assert "emotion_int8" in p.stderr
+
+
+def test_evaluate_reproduces_the_published_table(tmp_path):
+    published = json.loads((RESULTS / "default_model_val.json").read_text())
+    out = tmp_path / "val.json"
+    p = run_cli("evaluate", str(default_classifier_path()), "--data", str(SHARED / "datasets/fer2013/val"),
+                "--json", str(out), "--no-confusion")
+    assert p.returncode == 0, p.stderr
+    got = json.loads(out.read_text())
+    assert got["n"] == published["n"] == 3589
+    assert abs(got["accuracy"] - published["accuracy"]) <= 0.003
+    assert abs(got["macro_f1"] - published["macro_f1"]) <= 0.003

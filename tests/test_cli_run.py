@@ -217,16 +217,14 @@ def test_bad_input_one_line_no_traceback(tmp_path, tiny_onnx, case):
     assert_clean_error(p, *frags)
 
 
-def test_no_model_and_none_shipped_says_so(tmp_path):
-    from pathlib import Path
+def test_no_model_and_none_shipped_says_so(tmp_path, monkeypatch):
+    from fer_edge.runtime import models
+    from fer_edge.runtime.errors import FerEdgeError
 
-    import fer_edge
-
-    assets = Path(fer_edge.__file__).parent / "assets"
-    if any(assets.glob("emotion_int8.*")):
-        pytest.skip("a default model ships now")
-    p = run_cli("run", "--image", GROUP)
-    assert_clean_error(p, "--model")
+    (tmp_path / "assets").mkdir()
+    monkeypatch.setattr(models.resources, "files", lambda package: tmp_path)
+    with pytest.raises(FerEdgeError, match="pass --model FILE"):
+        models.default_classifier_path()
 
 
 def test_usage_errors_are_one_line():

@@ -45,7 +45,7 @@ def _val_data(data: str | None, manifest: dict | None, classes, input_size, limi
 
 def run_export(checkpoint: str | os.PathLike, req: ExportRequest, out: str | None = None, name: str | None = None,
                data: str | None = None, calibration_root: str | None = None, val_limit: int | None = None,
-               threads: int | None = None, log=None) -> dict[str, Any]:
+               threads: int | None = None, log=None, crop_margin: float | None = None) -> dict[str, Any]:
     """Export ``checkpoint`` as ``req`` says; returns the report (also written as Markdown and JSON)."""
     import torch
 
@@ -64,6 +64,8 @@ def run_export(checkpoint: str | os.PathLike, req: ExportRequest, out: str | Non
     model, card = load_checkpoint(ckpt)
     if threads:
         torch.set_num_threads(threads)
+    if crop_margin is not None:  # the runtime crop, e.g. as measured by `fer-edge benchmark` on pasted faces
+        card = {**card, "crop_margin": float(crop_margin)}
     meta = ModelMeta.from_dict(runtime_meta(card), f"checkpoint {ckpt}")
     classes = meta.classes
     out_dir = Path(out).expanduser() if out else ckpt.parent

@@ -42,7 +42,7 @@ def _add_run(sub) -> None:
     d.add_argument("--detect-size", type=int, metavar="PX", help="longest side frames are scaled down to for "
                    "detection (default: yunet 640, res10 480; 0 = full size)")
     d.add_argument("--crop-margin", type=float, metavar="X", help="margin around a face box as a fraction of "
-                   "its side (default: the model's)")
+                   "its side, negative to shrink (default: the model's)")
     d.add_argument("--smooth", type=float, default=0.5, metavar="ALPHA", help="weight of the newest frame in "
                    "per-face smoothing for video/camera, (0, 1]; 1 = off (0.5)")
     d.add_argument("--no-smooth", action="store_true", help="no tracking or smoothing")
@@ -125,8 +125,8 @@ def _cmd_run(args) -> int:
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if not 0.0 < args.smooth <= 1.0:
         raise FerEdgeError(f"--smooth {args.smooth} is outside (0, 1]")
-    if args.crop_margin is not None and not 0.0 <= args.crop_margin <= 1.0:
-        raise FerEdgeError(f"--crop-margin {args.crop_margin} is outside [0, 1]")
+    if args.crop_margin is not None and not -0.25 <= args.crop_margin <= 1.0:
+        raise FerEdgeError(f"--crop-margin {args.crop_margin} is outside [-0.25, 1]")
     if args.threads is not None and args.threads < 1:
         raise FerEdgeError("--threads must be at least 1")
     # Models first: a missing model fails before any source is opened or file written.

@@ -26,6 +26,8 @@ def add_export_parser(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default: beside the checkpoint)")
     p.add_argument("--name", help="artifact file stem (default: the run folder's name)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference and timing")
+    p.add_argument("--crop-margin", type=float, metavar="X", help="the runtime's face crop margin to store in the "
+                   "artifacts (default: the checkpoint's; see the pasted-face check of 'fer-edge benchmark')")
     p.set_defaults(func=_cmd_export)
 
 
@@ -53,8 +55,10 @@ def _cmd_export(args) -> int:
         raise FerEdgeError("exporting a checkpoint needs torch (pip install 'fer-edge[train,export]')")
     from fer_edge.export.exporter import run_export
 
+    if args.crop_margin is not None and not -0.25 <= args.crop_margin <= 1.0:
+        raise FerEdgeError(f"--crop-margin {args.crop_margin} is outside [-0.25, 1]")
     report = run_export(args.checkpoint, req, args.out, args.name, args.data, args.calibration_root, args.val_limit,
-                        args.threads)
+                        args.threads, crop_margin=args.crop_margin)
     for a in report["artifacts"]:
         print(f"wrote {a}", file=sys.stderr)
     return 0

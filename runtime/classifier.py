@@ -90,6 +90,8 @@ class OnnxRuntimeClassifier(EmotionClassifier):
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # no busy-waiting between calls: spinning ORT threads starve OpenCV's face detector in the frame loop
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
         try:

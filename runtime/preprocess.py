@@ -1,8 +1,9 @@
 """Face crops for the classifier, written into buffers allocated once.
 
-A detector box becomes a square centred on the face, grown by ``crop_margin`` of its side on every
-side, clamped to the frame, resized (INTER_AREA) to the model's input size and normalised with the
-model's mean/std, exactly as the metadata says.
+A detector box becomes a square centred on the face, on the box's longest side, grown (or, when
+negative, shrunk) by ``crop_margin`` of that side on every side, clamped to the frame, resized
+(INTER_AREA) to the model's input size and normalised with the model's mean/std, exactly as the
+metadata says.
 """
 
 from __future__ import annotations

@@ -75,6 +75,7 @@ def test_softmax_into():
         (default_meta(classes=EMOTIONS[:5]), "does not match the 5 classes"),
         (default_meta(output="scores"), "'output' must be one of"),
         (default_meta(std=[0.0]), "'std' values must be positive"),
+        (default_meta(crop_margin=-0.3), "'crop_margin' must lie in [-0.25, 1]"),
     ],
 )
 def test_bad_metadata_is_rejected(tmp_path, meta, fragment):

@@ -41,6 +41,8 @@ def test_crop_regions_square_margin_and_clamp():
     rects = crop_regions(np.array([[100, 100, 40, 60], [0, 0, 30, 30]], np.float32), 0.1, 200, 150)
     assert rects[0].tolist() == [84, 94, 156, 150]  # square of side 72 around (120, 130), clamped at y=150
     assert rects[1].tolist() == [0, 0, 33, 33]
+    shrunk = crop_regions(np.array([[100, 100, 40, 60]], np.float32), -0.1, 200, 150)
+    assert shrunk[0].tolist() == [96, 106, 144, 150]  # side 60 * 0.8 = 48 around (120, 130), clamped at y=150
 
 
 def test_batcher_matches_reference_preprocessing():

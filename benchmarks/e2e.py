@@ -4,7 +4,6 @@ accuracy on labelled faces pasted into frames."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import sys
 import tempfile
 import time
@@ -176,6 +175,3 @@ def classify_matches(classifier, frames, matches) -> np.ndarray:
         preds[i] = int(classifier.predict(batcher(frame, rect)).argmax())
     return preds
 
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1

@@ -147,7 +147,7 @@ def _cmd_run(args) -> int:
     else:
         source = VideoSource(args.camera, is_camera=True)
     streaming = isinstance(source, VideoSource)
-    tracker = FaceTracker(alpha=1.0 if args.no_smooth else args.smooth) if streaming and not args.no_smooth else None
+    tracker = FaceTracker(alpha=args.smooth) if streaming and not args.no_smooth else None
     pipeline = EmotionPipeline(detector, classifier, args.crop_margin, tracker)
     outputs: list = []
     try:

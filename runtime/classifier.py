@@ -16,6 +16,7 @@ from .metadata import METADATA_KEY, ModelMeta
 
 BACKENDS = ("onnxruntime", "openvino")
 MAX_BATCH = 64
+BOUND_BUFFERS = 32  # (buffer, batch size) pairs whose backend binding is kept for reuse
 
 
 def backend_for(path: Path, backend: str | None) -> str:
@@ -70,6 +71,20 @@ class EmotionClassifier:
             self._finish(self._run(batch), out)
         return out
 
+    @staticmethod
+    def _bound(cache: dict, batch: np.ndarray, make):
+        """The backend object bound to ``batch``'s memory, made once per (buffer address, batch size) and reused;
+        the cache keeps the buffer alive so that its address cannot be recycled while bound."""
+        key = (batch.ctypes.data, batch.shape[0])
+        entry = cache.get(key)
+        if entry is None:
+            if not batch.flags.c_contiguous or batch.dtype != np.float32:
+                raise ValueError("predict() needs a C-contiguous float32 batch")
+            if len(cache) >= BOUND_BUFFERS:
+                cache.clear()
+            entry = cache[key] = (make(batch), batch)
+        return entry[0]
+
     def _finish(self, raw: np.ndarray, out: np.ndarray) -> None:
         raw = raw.reshape(out.shape)
         if self.meta.output == "logits":
@@ -109,24 +124,19 @@ class OnnxRuntimeClassifier(EmotionClassifier):
         super().__init__(path, meta, _fixed(inputs[0].shape[0]))
         self._in, self._out = inputs[0].name, outputs[0].name
         self._raw = np.empty((MAX_BATCH, len(meta.classes)), np.float32)
-        self._bindings: dict[tuple[int, int], tuple] = {}  # (input address, batch size) -> IOBinding
+        self._bindings: dict[tuple[int, int], tuple] = {}
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        """Run on ``batch`` in place: one I/O binding per (buffer, batch size), made once and reused."""
-        n = batch.shape[0]
-        raw = self._raw[:n]
-        key = (batch.ctypes.data, n)
-        binding = self._bindings.get(key)
-        if binding is None:
-            if not batch.flags.c_contiguous or batch.dtype != np.float32:
-                raise ValueError("predict() needs a C-contiguous float32 batch")
-            if len(self._bindings) >= 4 * MAX_BATCH:
-                self._bindings.clear()
+        """Run on ``batch`` in place through an I/O binding to it and to the output buffer."""
+        raw = self._raw[: batch.shape[0]]
+
+        def bind(b: np.ndarray):
             binding = self.session.io_binding()
-            binding.bind_cpu_input(self._in, batch)
+            binding.bind_cpu_input(self._in, b)
             binding.bind_output(self._out, "cpu", 0, np.float32, list(raw.shape), raw.ctypes.data)
-            self._bindings[key] = (binding, batch)  # keep the bound buffer alive
-        self.session.run_with_iobinding(self._bindings[key][0])
+            return binding
+
+        self.session.run_with_iobinding(self._bound(self._bindings, batch, bind))
         return raw
 
 
@@ -164,19 +174,12 @@ class OpenVinoClassifier(EmotionClassifier):
         super().__init__(path, meta, in_shape[0])
         self._ov = ov
         self._request = self.compiled.create_infer_request()
-        self._tensors: dict[tuple[int, int], tuple] = {}  # (input address, batch size) -> shared ov.Tensor
+        self._tensors: dict[tuple[int, int], tuple] = {}
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        """Run on ``batch`` in place: an ov.Tensor sharing its memory, made once per (buffer, batch size)."""
-        key = (batch.ctypes.data, batch.shape[0])
-        entry = self._tensors.get(key)
-        if entry is None:
-            if not batch.flags.c_contiguous or batch.dtype != np.float32:
-                raise ValueError("predict() needs a C-contiguous float32 batch")
-            if len(self._tensors) >= 4 * MAX_BATCH:
-                self._tensors.clear()
-            entry = self._tensors[key] = (self._ov.Tensor(batch, shared_memory=True), batch)
-        self._request.set_input_tensor(entry[0])
+        """Run on ``batch`` in place through an ov.Tensor sharing its memory."""
+        tensor = self._bound(self._tensors, batch, lambda b: self._ov.Tensor(b, shared_memory=True))
+        self._request.set_input_tensor(tensor)
         self._request.infer()
         return self._request.get_output_tensor(0).data
 

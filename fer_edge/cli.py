@@ -13,6 +13,14 @@ from fer_edge.runtime.errors import FerEdgeError
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+def positive_int(s: str) -> int:
+    """argparse type for counts such as --threads: an integer of at least 1."""
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{s} is not a positive integer")
+    return v
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, like every other fer-edge error
         self.exit(EXIT_ERROR, f"fer-edge: error: {message} (see '{self.prog} --help')\n")
@@ -30,7 +38,7 @@ def _add_run(sub) -> None:
     m.add_argument("--model", metavar="FILE", help="emotion classifier (.onnx or OpenVINO .xml with fer_edge "
                    "metadata); default: the model shipped with fer-edge")
     m.add_argument("--backend", choices=("onnxruntime", "openvino"), help="default: from the model file suffix")
-    m.add_argument("--threads", type=int, metavar="N", help="classifier threads (default: the backend's)")
+    m.add_argument("--threads", type=positive_int, metavar="N", help="classifier threads (default: the backend's)")
     m.add_argument("--detector", choices=("yunet", "res10"), default="yunet", help="face detector (default yunet)")
     m.add_argument("--detector-model", metavar="PATH", help="face detector file (default: searched in "
                    "$FER_EDGE_HOME/models, then the user cache)")
@@ -127,8 +135,6 @@ def _cmd_run(args) -> int:
         raise FerEdgeError(f"--smooth {args.smooth} is outside (0, 1]")
     if args.crop_margin is not None and not -0.25 <= args.crop_margin <= 1.0:
         raise FerEdgeError(f"--crop-margin {args.crop_margin} is outside [-0.25, 1]")
-    if args.threads is not None and args.threads < 1:
-        raise FerEdgeError("--threads must be at least 1")
     # Models first: a missing model fails before any source is opened or file written.
     model = args.model or default_classifier_path(args.backend)
     classifier = load_classifier(model, args.backend, args.threads)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fer_edge.cli import positive_int
+
 
 def add_benchmark_parser(sub) -> None:
     p = sub.add_parser("benchmark", help="FPS-versus-accuracy report of models on this machine",
@@ -15,7 +17,8 @@ def add_benchmark_parser(sub) -> None:
                    "datasets/fer2013/val under $FER_EDGE_HOME)")
     p.add_argument("--videos", nargs="*", metavar="VIDEO", help="videos for the end-to-end loop (default: "
                    "media/video_*.mp4 under $FER_EDGE_HOME)")
-    p.add_argument("--threads", type=int, metavar="N", help="inference threads for every backend (default: all)")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="inference threads for every backend (default: all)")
     p.add_argument("--rounds", type=int, metavar="N", help="interleaved timing rounds (10; quick 3)")
     p.add_argument("--quick", action="store_true", help="reduced run for tests (well under a minute)")
     p.add_argument("--out", default="benchmark-results", metavar="DIR", help="report folder (benchmark-results)")
@@ -24,10 +27,7 @@ def add_benchmark_parser(sub) -> None:
 
 def _cmd_benchmark(args) -> int:
     from fer_edge.benchmarks.bench import command_line, run_benchmark
-    from fer_edge.runtime.errors import FerEdgeError
 
-    if args.threads is not None and args.threads < 1:
-        raise FerEdgeError("--threads must be at least 1")
     if not args.models and not args.checkpoint:
         from fer_edge.runtime.models import default_classifier_path
 

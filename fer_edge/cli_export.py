@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from fer_edge.cli import positive_int
+
 
 def add_export_parser(sub) -> None:
     from fer_edge.export.formats import FORMATS
@@ -25,7 +27,7 @@ def add_export_parser(sub) -> None:
     p.add_argument("--val-limit", type=int, metavar="N", help="measure on at most N validation faces")
     p.add_argument("--out", metavar="DIR", help="output folder (default: beside the checkpoint)")
     p.add_argument("--name", help="artifact file stem (default: the run folder's name)")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference and timing")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for inference and timing")
     p.add_argument("--crop-margin", type=float, metavar="X", help="the runtime's face crop margin to store in the "
                    "artifacts (default: the checkpoint's; see the pasted-face check of 'fer-edge benchmark')")
     p.set_defaults(func=_cmd_export)

@@ -5,14 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fer_edge.cli import positive_int
 from fer_edge.runtime.errors import FerEdgeError
-
-
-def _positive_int(s: str) -> int:
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{s} is not a positive integer")
-    return v
 
 
 def add_train_parser(sub) -> argparse.ArgumentParser:
@@ -27,7 +21,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     d.add_argument("--ferplus", metavar="CSV", help="FER+ votes CSV (path,neutral,happiness,...) to relabel the faces")
     d.add_argument("--ferplus-mode", choices=("majority", "soft"), default="majority",
                    help="FER+ labels: majority vote, or the vote distribution as a soft target (majority)")
-    d.add_argument("--limit-per-class", type=_positive_int, metavar="N",
+    d.add_argument("--limit-per-class", type=positive_int, metavar="N",
                    help="use at most N images per class of each split (smoke runs)")
     m = p.add_argument_group("model")
     m.add_argument("--arch", required=True, metavar="NAME",
@@ -43,8 +37,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     m.add_argument("--backbone-lr-scale", type=float, default=0.1, metavar="X",
                    help="backbone LR = X * head LR when starting from weights or freezing (0.1)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=_positive_int, default=30, metavar="N", help="(30)")
-    o.add_argument("--batch-size", type=_positive_int, default=128, metavar="N",
+    o.add_argument("--epochs", type=positive_int, default=30, metavar="N", help="(30)")
+    o.add_argument("--batch-size", type=positive_int, default=128, metavar="N",
                    help="global batch size, split across DDP processes (128)")
     o.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="(adamw; sgd = Nesterov, 0.9)")
     o.add_argument("--lr", type=float, metavar="X", help="head/base learning rate (adamw 1e-3, sgd 0.01)")
@@ -61,7 +55,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     o.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the weights, e.g. 0.999; "
                    "it is what gets validated and saved")
     o.add_argument("--clip-grad", type=float, metavar="X", help="clip the gradient norm at X")
-    o.add_argument("--patience", type=_positive_int, metavar="N",
+    o.add_argument("--patience", type=positive_int, metavar="N",
                    help="stop after N epochs without a better val metric")
     o.add_argument("--select-metric", choices=("accuracy", "macro_f1"), default="accuracy",
                    help="val metric for best.pt and early stopping (accuracy)")
@@ -85,9 +79,9 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:1 (default: cuda if available)")
     r.add_argument("--data-on-gpu", action=argparse.BooleanOptionalAction, default=None,
                    help="keep the dataset on the GPU (default: on when training on CUDA)")
-    r.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads")
-    r.add_argument("--max-steps", type=_positive_int, metavar="N", help="at most N steps per epoch (timing, smoke)")
-    r.add_argument("--eval-batch-size", type=_positive_int, default=512, metavar="N", help="(512)")
+    r.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads")
+    r.add_argument("--max-steps", type=positive_int, metavar="N", help="at most N steps per epoch (timing, smoke)")
+    r.add_argument("--eval-batch-size", type=positive_int, default=512, metavar="N", help="(512)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=_cmd_train)
     return p
@@ -110,7 +104,7 @@ def add_evaluate_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-confusion", action="store_true", help="do not write the confusion matrix PNG")
     p.add_argument("--out", metavar="DIR", help="folder for the default confusion matrix PNG")
     p.add_argument("--backend", choices=("onnxruntime", "openvino"), help="for .onnx/.xml (default: from the suffix)")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="inference threads")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="inference threads")
     p.add_argument("--quiet", action="store_true", help="only the report on stdout")
     p.set_defaults(func=_cmd_evaluate)
     return p

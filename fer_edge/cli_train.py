@@ -31,6 +31,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     m.add_argument("--pretrained", action="store_true", help="start from timm hub weights (needs the hub or its cache)")
     m.add_argument("--weights", metavar="FILE", help="start from a local timm state dict (.safetensors/.pth)")
     m.add_argument("--drop-rate", type=float, metavar="P", help="classifier dropout (default: the model's)")
+    m.add_argument("--zero-init-head", action="store_true",
+                   help="start the classifier's last layer at zero (recommended for MobileNetV3 from scratch)")
     m.add_argument("--freeze-epochs", type=int, default=0, metavar="N", help="train only the head for N epochs (0)")
     m.add_argument("--unfreeze-last", type=int, metavar="K",
                    help="after the frozen epochs train only the last K backbone blocks (default: all)")
@@ -48,6 +50,11 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     o.add_argument("--no-class-weights", dest="class_weights", action="store_false",
                    help="plain cross-entropy instead of inverse-frequency class weights N/(K*n_c)")
     o.add_argument("--label-smoothing", type=float, default=0.0, metavar="X", help="(0)")
+    o.add_argument("--teacher", nargs="+", metavar="CKPT",
+                   help="distil from these fer-edge checkpoints (averaged probabilities) on the same augmented batch")
+    o.add_argument("--distill-alpha", type=float, default=0.5, metavar="X",
+                   help="weight of the distillation loss; 1 - X goes to the labels (0.5)")
+    o.add_argument("--distill-temperature", type=float, default=2.0, metavar="T", help="(2)")
     o.add_argument("--balanced-sampler", action="store_true", help="sample classes uniformly (with replacement)")
     o.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast (default: on for CUDA, off on the CPU)")
@@ -127,6 +134,7 @@ def config_from_args(args: argparse.Namespace):
     keys = ("data", "arch", "epochs", "out", "input_size", "channels", "batch_size", "eval_batch_size", "optimizer",
             "lr", "weight_decay", "scheduler", "warmup_epochs", "pretrained", "weights", "freeze_epochs",
             "unfreeze_last", "backbone_lr_scale", "drop_rate", "class_weights", "label_smoothing",
+            "zero_init_head", "teacher", "distill_alpha", "distill_temperature",
             "balanced_sampler", "ferplus", "ferplus_mode", "amp", "channels_last", "ema", "clip_grad", "patience",
             "select_metric", "seed", "deterministic", "resume", "quiet", "data_on_gpu", "device", "max_steps",
             "limit_per_class", "threads")

@@ -379,3 +379,53 @@ def test_ddp_gloo_two_ranks(subset, tmp_path):
     # both ranks trained on disjoint halves: 84 images -> 42 per rank -> all 84 seen
     assert ck["history"][0]["train_images"] == 84
     load_checkpoint(out / "best.pt")
+
+
+# ---- zero-initialised head, distillation ------------------------------------------------------------
+
+def test_zero_init_head_gives_uniform_predictions():
+    model = M.build_model(M.model_kwargs_for("mobilenetv3", 7, 1)).eval()
+    with torch.no_grad():
+        assert model(torch.randn(4, 1, 48, 48)).abs().max() > 0
+        M.zero_init_head(model)
+        torch.testing.assert_close(model(torch.randn(4, 1, 48, 48)), torch.zeros(4, 7))
+
+
+def test_distillation_loss_is_kl_at_temperature():
+    from fer_edge.train.distill import distillation_loss
+
+    s = torch.randn(6, 7)
+    assert distillation_loss(s, torch.softmax(s / 2.0, 1), 2.0).abs() < 1e-6  # same distribution: zero
+    t = torch.softmax(torch.randn(6, 7), 1)
+    expect = (t * (t.log() - torch.log_softmax(s / 3.0, 1))).sum(1).mean() * 9.0
+    torch.testing.assert_close(distillation_loss(s, t, 3.0), expect)
+
+
+@pytest.mark.slow
+def test_distil_from_teachers_of_other_shapes(subset, tmp_path):
+    """A 1-channel 48 px student learns from a 3-channel 64 px teacher and a 1-channel one (an ensemble)."""
+    from fer_edge.train.distill import Teachers
+
+    t3 = train(quick_cfg(subset, tmp_path / "t3", channels=3, input_size=64, max_steps=1))
+    t1 = train(quick_cfg(subset, tmp_path / "t1", max_steps=1))
+    assert t3["best"] and t1["best"]
+    teachers = [str(tmp_path / "t3" / "best.pt"), str(tmp_path / "t1" / "best.pt")]
+    res = train(quick_cfg(subset, tmp_path / "s", teacher=teachers, distill_alpha=0.7, distill_temperature=3.0,
+                          zero_init_head=True, max_steps=2))
+    assert np.isfinite(res["history"][0]["train_loss"])
+    # the ensemble's probabilities are the mean of each teacher run on its own input size and channels
+    ens = Teachers(teachers, EMOTIONS, torch.device("cpu"), 0.5, 0.25)
+    x = normalize(torch.from_numpy(D.read_image_folder(subset / "val", root=subset, log=None).images[:4]), 1,
+                  0.5, 0.25)
+    got = ens.probs(x, 3.0)
+    torch.testing.assert_close(got.sum(1), torch.ones(4))
+    single = [Teachers([p], EMOTIONS, torch.device("cpu"), 0.5, 0.25).probs(x, 3.0) for p in teachers]
+    torch.testing.assert_close(got, (single[0] + single[1]) / 2)
+    m3, card3 = load_checkpoint(teachers[0])
+    raw = torch.nn.functional.interpolate(x * 0.25 + 0.5, size=(64, 64), mode="bilinear", antialias=True)
+    mean = torch.tensor(card3["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(card3["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(single[0], torch.softmax(m3((raw.expand(-1, 3, -1, -1) - mean) / std) / 3.0, 1))
+    with pytest.raises(FerEdgeError, match="distill-alpha"):
+        train(quick_cfg(subset, tmp_path / "bad", teacher=teachers, distill_alpha=0.0))

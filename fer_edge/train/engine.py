@@ -61,6 +61,10 @@ class TrainConfig:
     drop_rate: float | None = None
     class_weights: bool = True
     label_smoothing: float = 0.0
+    zero_init_head: bool = False
+    teacher: list[str] | None = None  # checkpoints to distil from (an ensemble when several)
+    distill_alpha: float = 0.5  # weight of the distillation term; 1 - alpha on the labels
+    distill_temperature: float = 2.0
     balanced_sampler: bool = False
     ferplus: str | None = None
     ferplus_mode: str = "majority"
@@ -237,6 +241,10 @@ class Trainer:
             raise FerEdgeError("--input-size must be at least 16")
         if c.resume and not c.out:
             raise FerEdgeError("--resume needs --out, the run folder holding last.pt")
+        if c.teacher and not 0.0 < c.distill_alpha <= 1.0:
+            raise FerEdgeError(f"--distill-alpha {c.distill_alpha} must lie in (0, 1]")
+        if c.teacher and c.distill_temperature <= 0:
+            raise FerEdgeError(f"--distill-temperature {c.distill_temperature} must be positive")
         if c.pretrained and c.weights:
             raise FerEdgeError("give either --pretrained or --weights, not both")
 
@@ -294,6 +302,8 @@ class Trainer:
         if c.weights:
             M.load_weights(self.model, c.weights, log=self.log)
         self.transfer = bool(c.pretrained or c.weights or c.freeze_epochs > 0)
+        if c.zero_init_head and not c.resume:
+            M.zero_init_head(self.model)
         self.amp = c.amp if c.amp is not None else self.device.type == "cuda"
         self.channels_last = c.channels_last or (self.amp and self.device.type == "cuda")
         self.model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
@@ -307,6 +317,14 @@ class Trainer:
         if self.loss_weight is not None:
             self.log("  class weights: " + ", ".join(f"{k} {w:.2f}" for k, w in zip(self.classes,
                                                                                      self.loss_weight.tolist())))
+
+        self.teachers = None
+        if c.teacher:
+            from fer_edge.train.distill import Teachers
+
+            self.teachers = Teachers(c.teacher, self.classes, self.device, self.mean, self.std)
+            self.log(f"  distilling from {len(c.teacher)} teacher(s), alpha {c.distill_alpha}, "
+                     f"T {c.distill_temperature}")
 
         # optimiser + scheduler
         lr = c.lr if c.lr is not None else (1e-3 if c.optimizer == "adamw" else 0.01)
@@ -424,6 +442,13 @@ class Trainer:
                 logits = net(x)
             loss = F.cross_entropy(logits.float(), target, weight=self.loss_weight,
                                    label_smoothing=c.label_smoothing)
+            if self.teachers is not None:
+                from fer_edge.train.distill import distillation_loss
+
+                with self._autocast():
+                    t_probs = self.teachers.probs(x, c.distill_temperature)
+                kd = distillation_loss(logits, t_probs, c.distill_temperature)
+                loss = (1.0 - c.distill_alpha) * loss + c.distill_alpha * kd
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if c.clip_grad:

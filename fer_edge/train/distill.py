@@ -1,0 +1,61 @@
+"""Knowledge distillation: frozen teacher checkpoints score the student's own augmented batch.
+
+The student's batch arrives normalised with the student's mean/std (and channel count); each teacher
+gets the same pixels re-normalised with its own statistics, resized to its own input size, so a teacher
+may differ from the student in architecture, input size and channels. Several teachers are an ensemble:
+their temperature-softened probabilities are averaged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer_edge.runtime.errors import FerEdgeError
+from fer_edge.train.checkpoint import load_checkpoint
+
+
+class Teachers:
+    """One or more frozen fer-edge checkpoints used as a (mean-of-probabilities) teacher."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike], classes: Sequence[str], device: torch.device,
+                 mean: float, std: float):
+        if not paths:
+            raise FerEdgeError("--teacher needs at least one checkpoint")
+        self.mean, self.std = float(mean), float(std)
+        self.models: list[tuple[nn.Module, tuple[int, int], int, torch.Tensor, torch.Tensor]] = []
+        for p in paths:
+            model, card = load_checkpoint(p, map_location=device)
+            if list(card["classes"]) != list(classes):
+                raise FerEdgeError(f"teacher {p} predicts {card['classes']}, not the student's classes {list(classes)}")
+            for q in model.parameters():
+                q.requires_grad_(False)
+            size = (int(card["input_size"][0]), int(card["input_size"][1]))
+            ch = int(card["channels"])
+            t_mean = torch.tensor(card["mean"], dtype=torch.float32, device=device).view(1, ch, 1, 1)
+            t_std = torch.tensor(card["std"], dtype=torch.float32, device=device).view(1, ch, 1, 1)
+            self.models.append((model.eval(), size, ch, t_mean, t_std))
+        self.paths = [str(p) for p in paths]
+
+    @torch.no_grad()
+    def probs(self, x: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Averaged softmax(logits / T) of the teachers for a student batch ``x`` (B, C, H, W)."""
+        gray = x[:, :1].float() * self.std + self.mean  # back to [0, 1] pixels
+        out = None
+        for model, size, ch, t_mean, t_std in self.models:
+            g = gray if tuple(gray.shape[-2:]) == size else F.interpolate(gray, size=size, mode="bilinear",
+                                                                           align_corners=False, antialias=True)
+            t_in = (g.expand(-1, ch, -1, -1) - t_mean) / t_std
+            p = F.softmax(model(t_in.contiguous()).float() / temperature, dim=1)
+            out = p if out is None else out + p
+        return out / len(self.models)
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton's soft-target loss: ``T^2 * KL(teacher || student)`` at temperature ``T`` (batch mean)."""
+    log_p = F.log_softmax(student_logits.float() / temperature, dim=1)
+    return F.kl_div(log_p, teacher_probs, reduction="batchmean") * temperature**2

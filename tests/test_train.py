@@ -209,6 +209,11 @@ def test_vit_preset_patch_and_size():
     assert kw == {"arch": "vit_tiny_patch16_224", "num_classes": 7, "in_chans": 1, "patch_size": 6, "img_size": 48}
     with pytest.raises(FerEdgeError, match="patch size"):
         M.model_kwargs_for("vit", 7, 1, 50)
+    lite = M.model_kwargs_for("vit-lite", 7, 1)
+    assert lite["patch_size"] == 8 and lite["depth"] == 6 and lite["img_size"] == 48
+    model = M.build_model(lite).eval()
+    assert len(model.blocks) == 6 and model.patch_embed.num_patches == 36
+    assert model(torch.randn(2, 1, 48, 48)).shape == (2, 7)
 
 
 def test_freezing_groups():

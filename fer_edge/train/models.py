@@ -21,6 +21,9 @@ PRESETS: dict[str, tuple[str, dict[str, Any], int]] = {
     "cnn": ("cnn", {}, 48),
     "mobilenetv3": ("mobilenetv3_large_100", {}, 48),
     "vit": ("vit_tiny_patch16_224", {"patch_size": 6}, 48),
+    # ViT-tiny at half depth on 6x6 patches of 8 px, average-pooled tokens: ~3.5x cheaper than "vit" on a CPU
+    "vit-lite": ("vit_tiny_patch16_224", {"patch_size": 8, "depth": 6, "class_token": False, "global_pool": "avg"},
+                 48),
 }
 
 

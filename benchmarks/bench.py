@@ -25,6 +25,7 @@ class Subject:
     backend: str
     precision: str
     classifier: Any
+    source_sha256: str | None = None  # the checkpoint it is (torch) or was exported from (artifacts)
 
     @property
     def is_torch(self) -> bool:
@@ -37,26 +38,52 @@ def _label(clf, path: Path) -> tuple[str, str]:
     return f"{backend} {precision} ({path.name})", precision
 
 
-def load_subjects(models: list[str], checkpoint: str | None, threads: int | None) -> list[Subject]:
+def load_subjects(models: list[str], checkpoints: list[str] | str | None, threads: int | None) -> list[Subject]:
+    from fer_edge.runtime.assets import sha256_of
     from fer_edge.runtime.classifier import load_classifier
 
+    if isinstance(checkpoints, str):
+        checkpoints = [checkpoints]
     subjects = []
-    if checkpoint:
+    for ckpt in checkpoints or []:
         from fer_edge.evaluate import load_model
 
-        clf = load_model(checkpoint, threads=threads)
-        subjects.append(Subject(f"PyTorch eager FP32 ({Path(checkpoint).name})", Path(checkpoint), "torch", "FP32",
-                                clf))
+        clf = load_model(ckpt, threads=threads)
+        subjects.append(Subject(f"PyTorch eager FP32 ({Path(ckpt).name})", Path(ckpt), "torch", "FP32", clf,
+                                sha256_of(Path(ckpt))))
     for m in models:
         clf = load_classifier(m, threads=threads)
         label, precision = _label(clf, Path(m))
-        subjects.append(Subject(label, Path(m), clf.backend, precision, clf))
+        subjects.append(Subject(label, Path(m), clf.backend, precision, clf,
+                                clf.meta.extra.get("source_checkpoint_sha256")))
     if not subjects:
         raise FerEdgeError("nothing to benchmark: give model files and/or --checkpoint")
     classes = {s.classifier.classes for s in subjects}
     if len(classes) > 1:
         raise FerEdgeError("the models to compare have different classes")
+    if len({s.label for s in subjects}) < len(subjects):  # same file names from several runs: name the folders
+        for s in subjects:
+            s.label = s.label.split(" (")[0] + f" ({s.path.parent.name}/{s.path.name})"
     return subjects
+
+
+def references(subjects: list[Subject]) -> list[Subject]:
+    """Each subject's FP32 reference: the checkpoint it was exported from (by SHA-256), else the only
+    checkpoint given, else the first FP32 artifact. A checkpoint is its own reference."""
+    torch_subjects = [s for s in subjects if s.is_torch]
+    fallback = (torch_subjects[0] if len(torch_subjects) == 1 else
+                next((s for s in subjects if s.precision == "FP32"), subjects[0]))
+    refs = []
+    for s in subjects:
+        if s.is_torch:
+            refs.append(s)
+            continue
+        match = [t for t in torch_subjects if s.source_sha256 and t.source_sha256 == s.source_sha256]
+        if not match and len(torch_subjects) > 1:
+            raise FerEdgeError(f"{s.path} was not exported from any of the checkpoints given; give its checkpoint "
+                               "too, or benchmark it in a run of its own")
+        refs.append(match[0] if match else fallback)
+    return refs
 
 
 def _shared_default(*parts: str) -> Path | None:
@@ -66,7 +93,7 @@ def _shared_default(*parts: str) -> Path | None:
     return None
 
 
-def run_benchmark(models: list[str], checkpoint: str | None = None, data: str | None = None,
+def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, data: str | None = None,
                   videos: list[str] | None = None, out: str = "benchmark-results", threads: int | None = None,
                   quick: bool = False, rounds: int | None = None, command: str | None = None, log=None
                   ) -> dict[str, Any]:
@@ -121,11 +148,12 @@ def run_benchmark(models: list[str], checkpoint: str | None = None, data: str | 
                      "size_mb": round(size, 3), "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                      "per_class_f1": {c: v["f1"] for c, v in m["per_class"].items()}})
         log(f"  {s.label}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
-    ref = next((s for s in subjects if s.is_torch), None) or next(
-        (s for s in subjects if s.precision == "FP32"), subjects[0])
-    for r in rows:
+    refs = references(subjects)
+    for r, ref in zip(rows, refs):
+        r["fp32_reference"] = ref.label
         r["agreement_with_fp32"] = float((preds[r["label"]] == preds[ref.label]).mean())
-    report["accuracy_data"] = {"source": ds.source, "faces": len(ds), "fp32_reference": ref.label}
+    report["accuracy_data"] = {"source": ds.source, "faces": len(ds),
+                               "fp32_reference": sorted({ref.label for ref in refs})}
 
     # --- classifier latency (interleaved) and throughput ------------------------------------------------
     log(f"[2/5] classifier latency at batch 1: {rounds} interleaved rounds of {calls} calls")
@@ -133,14 +161,12 @@ def run_benchmark(models: list[str], checkpoint: str | None = None, data: str | 
 
     x = normalized_faces(meta, ds.images[:256])
     lat = interleaved_latency([s.classifier.predict for s in subjects], x[:1], rounds, calls)
-    torch_ms = None
     for r, t in zip(rows, lat):
         r["latency_ms"] = float(np.median(t) * 1e3)
         r["latency_p90_ms"] = float(np.percentile(t, 90) * 1e3)
         r["faces_per_s_batch1"] = 1e3 / r["latency_ms"]
-    if ref.is_torch:
-        torch_ms = rows[subjects.index(ref)]["latency_ms"]
-    for r in rows:
+    for r, ref in zip(rows, refs):  # each artifact against the PyTorch eager run of its own checkpoint
+        torch_ms = rows[subjects.index(ref)]["latency_ms"] if ref.is_torch else None
         r["speedup_vs_pytorch"] = (torch_ms / r["latency_ms"]) if torch_ms else None
     log("[3/5] throughput at batch 1, 8, 32, 64")
     seconds = 0.2 if quick else 1.0
@@ -234,7 +260,7 @@ def markdown(r: dict[str, Any]) -> str:
              + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()),
              f"- date: {r['created']}",
              f"- accuracy on {r['accuracy_data']['faces']} faces of `{r['accuracy_data']['source']}`; top-1 agreement "
-             f"against {r['accuracy_data']['fp32_reference']}", "",
+             "and speed-up of each model against " + _refs_text(r['accuracy_data']['fp32_reference']), "",
              "## Classifiers", "",
              "| model | size MB | accuracy | macro-F1 | agreement with FP32 | ms/face batch 1 (median) | p90 ms | "
              "speed-up vs PyTorch | best faces/s (batch) | Pareto |",
@@ -272,6 +298,13 @@ def markdown(r: dict[str, Any]) -> str:
     if r.get("plot"):
         lines += ["", f"![accuracy vs speed]({Path(r['plot']).name})"]
     return "\n".join(lines) + "\n"
+
+
+def _refs_text(refs: list[str] | str) -> str:
+    refs = [refs] if isinstance(refs, str) else refs
+    if len(refs) == 1:
+        return refs[0]
+    return "the PyTorch eager FP32 run of the checkpoint it was exported from (" + ", ".join(refs) + ")"
 
 
 def command_line() -> str:

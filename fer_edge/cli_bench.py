@@ -12,7 +12,9 @@ def add_benchmark_parser(sub) -> None:
                        "+ crop accuracy on labelled faces pasted into frames. Writes benchmark.md, benchmark.json "
                        "and tradeoff.png.")
     p.add_argument("models", nargs="*", help="exported models (.onnx, OpenVINO .xml)")
-    p.add_argument("--checkpoint", metavar="PT", help="training checkpoint: the PyTorch eager FP32 baseline")
+    p.add_argument("--checkpoint", nargs="+", metavar="PT",
+                   help="training checkpoint(s): the PyTorch eager FP32 baselines; each exported model is compared "
+                   "with the checkpoint it was exported from")
     p.add_argument("--data", metavar="DIR", help="labelled faces (ImageFolder split; default: "
                    "datasets/fer2013/val under $FER_EDGE_HOME)")
     p.add_argument("--videos", nargs="*", metavar="VIDEO", help="videos for the end-to-end loop (default: "

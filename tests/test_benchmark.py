@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +65,32 @@ def test_quick_benchmark_report(tmp_path, tiny_onnx, tiny_ir):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     md = (out / "benchmark.md").read_text()
     assert "fer-edge benchmark" in md and "--quick" in md and "| PyTorch eager FP32" in md
+
+
+def test_each_artifact_is_compared_with_its_own_checkpoint():
+    from fer_edge.benchmarks.bench import Subject, references
+    from fer_edge.runtime.errors import FerEdgeError
+
+    def subj(label, backend, sha, precision="FP32"):
+        return Subject(label, Path(label), backend, precision, None, sha)
+
+    ta, tb = subj("torch a", "torch", "A"), subj("torch b", "torch", "B")
+    ia, ib = subj("int8 a", "openvino", "A", "INT8"), subj("int8 b", "onnxruntime", "B", "INT8")
+    assert references([ta, ia, tb, ib]) == [ta, ta, tb, tb]
+    with pytest.raises(FerEdgeError, match="not exported from any of the checkpoints"):
+        references([ta, tb, subj("stray", "openvino", "C")])
+    # one checkpoint: every artifact against it (artifacts made elsewhere carry no hash); none: the first FP32
+    other = subj("other", "openvino", None)
+    assert references([ta, other]) == [ta, ta]
+    fp32 = subj("fp32", "onnxruntime", None)
+    assert references([ib, fp32]) == [fp32, fp32]
+
+
+def test_same_file_names_from_two_runs_get_their_folders(tmp_path, tiny_onnx):
+    from fer_edge.benchmarks.bench import load_subjects
+
+    for run in ("run_a", "run_b"):
+        (tmp_path / run).mkdir()
+        shutil.copy(tiny_onnx, tmp_path / run / "emotion_int8.onnx")
+    subjects = load_subjects([str(tmp_path / r / "emotion_int8.onnx") for r in ("run_a", "run_b")], None, 1)
+    assert [s.label.split(" (")[1] for s in subjects] == ["run_a/emotion_int8.onnx)", "run_b/emotion_int8.onnx)"]

@@ -61,6 +61,8 @@ class EmotionClassifier:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (n, classes) for a contiguous float32 batch (n, C, H, W); n <= MAX_BATCH."""
         n = batch.shape[0]
+        if n > MAX_BATCH:
+            raise ValueError(f"predict() takes at most {MAX_BATCH} faces per call, got {n}")
         out = self._probs[:n]
         if n == 0:
             return out

@@ -57,6 +57,16 @@ def test_probs_output_and_static_batch(tmp_path):
         np.testing.assert_allclose(clf.predict(x[i : i + 1])[0], batched[i], rtol=1e-5)
 
 
+def test_more_faces_than_max_batch_is_a_clear_error(tiny_onnx, tiny_ir):
+    from fer_edge.runtime.classifier import MAX_BATCH
+
+    for path in (tiny_onnx, tiny_ir):
+        clf = load_classifier(path)
+        assert clf.predict(_batch(MAX_BATCH)).shape == (MAX_BATCH, 7)
+        with pytest.raises(ValueError, match=f"at most {MAX_BATCH} faces"):
+            clf.predict(_batch(MAX_BATCH + 1))
+
+
 def test_softmax_into():
     x = np.array([[1.0, 2.0, 3.0], [1000.0, 0.0, -1000.0]], np.float32)
     out = np.empty_like(x)

@@ -87,6 +87,10 @@ def test_onnx_and_int8_onnx(cnn_ckpt, manifest, data, tmp_path):
         assert clf.predict(np.zeros((5, 1, 48, 48), np.float32)).shape == (5, 7)  # dynamic batch
     q = int8.meta.extra["quantization"]
     assert q["method"] == "static QDQ" and q["calibration_faces"] == 28 and isinstance(q["per_channel"], bool)
+    tried = q["val_accuracy_candidates"]
+    assert set(tried) == {f"{m} {g}" for m in ("MinMax", "Percentile") for g in ("per-channel", "per-tensor")}
+    chosen = f"{q['calibrate_method']} {'per-channel' if q['per_channel'] else 'per-tensor'}"
+    assert tried[chosen] == max(tried.values())
     import onnx
 
     ops = {n.op_type for n in onnx.load(str(out / "tiny_int8.onnx")).graph.node}

@@ -143,7 +143,7 @@ def test_openvino_fp32_fp16_and_int8(cnn_ckpt, manifest, data, tmp_path):
 
 
 @pytest.mark.parametrize("preset, arch", [("mobilenetv3", "mobilenetv3_large_100"), ("vit", "vit_tiny_patch16_224"),
-                                         ("vit-lite", "vit_tiny_patch16_224")])
+                                         ("vit-lite", "vit_tiny_patch16_224"), ("vit-conv", "vit_convstem")])
 def test_presets_export_with_parity(tmp_path, data, preset, arch):
     ckpt = random_checkpoint(tmp_path / f"{preset}.pt", preset)
     p = run_cli("export", str(ckpt), "--format", "onnx", "--data", str(data / "val"), "--out", str(tmp_path),

@@ -214,6 +214,14 @@ def test_vit_preset_patch_and_size():
     model = M.build_model(lite).eval()
     assert len(model.blocks) == 6 and model.patch_embed.num_patches == 36
     assert model(torch.randn(2, 1, 48, 48)).shape == (2, 7)
+    conv = M.model_kwargs_for("vit-conv", 7, 1)
+    assert conv["arch"] == "vit_convstem" and conv["patch_size"] == 8
+    model = M.build_model(conv).eval()
+    strides = [m.stride[0] for m in model.patch_embed.proj if isinstance(m, torch.nn.Conv2d)]
+    assert strides == [2, 2, 2, 1] and model.patch_embed.num_patches == 36 and len(model.blocks) == 6
+    assert model(torch.randn(2, 1, 48, 48)).shape == (2, 7)
+    with pytest.raises(FerEdgeError, match="power-of-two patch size"):
+        M.build_model(M.model_kwargs_for("vit-conv", 7, 1, 48) | {"patch_size": 6})
 
 
 def test_freezing_groups():

@@ -22,6 +22,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any], int]] = {
     "mobilenetv3": ("mobilenetv3_large_100", {}, 48),
     "vit": ("vit_tiny_patch16_224", {"patch_size": 6}, 48),
     # ViT-tiny at half depth on 6x6 patches of 8 px, average-pooled tokens: ~3.5x cheaper than "vit" on a CPU
+    # ViT-lite with a convolutional stem (three stride-2 3x3 convs) instead of the 8x8 patch projection
+    "vit-conv": ("vit_convstem", {"patch_size": 8, "depth": 6}, 48),
     "vit-lite": ("vit_tiny_patch16_224", {"patch_size": 8, "depth": 6, "class_token": False, "global_pool": "avg"},
                  48),
 }
@@ -51,6 +53,45 @@ class FerCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.blocks(x)))
+
+
+class ConvStemPatchEmbed(nn.Module):
+    """A ViT patch embedding made of stride-2 3x3 convs (Xiao et al., "Early convolutions help transformers
+    see better", 2021) in place of one patch-sized conv: same tokens, far easier to train from scratch on
+    small data. ``patch_size`` must be a power of two (one conv per factor of 2, then a 1x1 projection)."""
+
+    def __init__(self, img_size=48, patch_size=8, in_chans=1, embed_dim=192, bias=True, **_ignored):
+        super().__init__()
+        from timm.layers import to_2tuple
+
+        n = int(patch_size).bit_length() - 1
+        if 2**n != patch_size or n < 1:
+            raise FerEdgeError(f"a convolutional ViT stem needs a power-of-two patch size, not {patch_size}")
+        self.img_size, self.patch_size = to_2tuple(img_size), to_2tuple(patch_size)
+        self.grid_size = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.dynamic_img_size = False
+        layers: list[nn.Module] = []
+        c = in_chans
+        for i in range(n):
+            w = embed_dim // 2 ** (n - 1 - i) // 2 * 2 if i < n - 1 else embed_dim
+            layers += [nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            c = w
+        layers.append(nn.Conv2d(c, embed_dim, 1, bias=bias))
+        self.proj = nn.Sequential(*layers)
+
+    def feat_ratio(self, as_scalar: bool = True):
+        return max(self.patch_size) if as_scalar else self.patch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+def _conv_stem_vit(**kw) -> nn.Module:
+    from timm.models.vision_transformer import VisionTransformer
+
+    defaults = {"embed_dim": 192, "depth": 6, "num_heads": 3, "class_token": False, "global_pool": "avg"}
+    return VisionTransformer(embed_layer=ConvStemPatchEmbed, **{**defaults, **kw})
 
 
 def resolve_arch(name: str, input_size: int | None = None) -> tuple[str, dict[str, Any], int]:
@@ -95,6 +136,13 @@ def build_model(model_kwargs: dict[str, Any], pretrained: bool = False) -> nn.Mo
         if drop is not None:
             kw["head_dropout"] = drop
         return FerCNN(**kw)
+    if arch == "vit_convstem":
+        if pretrained:
+            raise FerEdgeError("the 'vit-conv' preset has no pretrained weights; train it from scratch")
+        try:
+            return _conv_stem_vit(**kw)
+        except (TypeError, ValueError) as e:
+            raise FerEdgeError(f"cannot build '{arch}' with {kw} ({_first_line(e)})")
     import timm
 
     if not pretrained:

@@ -31,6 +31,7 @@ from fer_edge.train import models as M
 from fer_edge.train.augment import AugmentConfig, BatchAugment, normalize
 from fer_edge.train.checkpoint import FORMAT, make_model_card, read_checkpoint, save_checkpoint
 from fer_edge.train.data import apply_ferplus, load_train_val
+from fer_edge.train.distill import Teachers, distillation_loss
 
 SELECT_METRICS = ("accuracy", "macro_f1")
 
@@ -320,8 +321,6 @@ class Trainer:
 
         self.teachers = None
         if c.teacher:
-            from fer_edge.train.distill import Teachers
-
             self.teachers = Teachers(c.teacher, self.classes, self.device, self.mean, self.std)
             self.log(f"  distilling from {len(c.teacher)} teacher(s), alpha {c.distill_alpha}, "
                      f"T {c.distill_temperature}")
@@ -443,8 +442,6 @@ class Trainer:
             loss = F.cross_entropy(logits.float(), target, weight=self.loss_weight,
                                    label_smoothing=c.label_smoothing)
             if self.teachers is not None:
-                from fer_edge.train.distill import distillation_loss
-
                 with self._autocast():
                     t_probs = self.teachers.probs(x, c.distill_temperature)
                 kd = distillation_loss(logits, t_probs, c.distill_temperature)

@@ -74,7 +74,7 @@ class ConvStemPatchEmbed(nn.Module):
         layers: list[nn.Module] = []
         c = in_chans
         for i in range(n):
-            w = embed_dim // 2 ** (n - 1 - i) // 2 * 2 if i < n - 1 else embed_dim
+            w = embed_dim // 2 ** (n - 1 - i)  # widths double up to embed_dim (48, 96, 192)
             layers += [nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
             c = w
         layers.append(nn.Conv2d(c, embed_dim, 1, bias=bias))

@@ -300,8 +300,7 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _refs_text(refs: list[str] | str) -> str:
-    refs = [refs] if isinstance(refs, str) else refs
+def _refs_text(refs: list[str]) -> str:
     if len(refs) == 1:
         return refs[0]
     return "the PyTorch eager FP32 run of the checkpoint it was exported from (" + ", ".join(refs) + ")"

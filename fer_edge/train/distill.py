@@ -39,7 +39,6 @@ class Teachers:
             t_mean = torch.tensor(card["mean"], dtype=torch.float32, device=device).view(1, ch, 1, 1)
             t_std = torch.tensor(card["std"], dtype=torch.float32, device=device).view(1, ch, 1, 1)
             self.models.append((model.eval(), size, ch, t_mean, t_std))
-        self.paths = [str(p) for p in paths]
 
     @torch.no_grad()
     def probs(self, x: torch.Tensor, temperature: float) -> torch.Tensor:

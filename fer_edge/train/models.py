@@ -22,10 +22,10 @@ PRESETS: dict[str, tuple[str, dict[str, Any], int]] = {
     "mobilenetv3": ("mobilenetv3_large_100", {}, 48),
     "vit": ("vit_tiny_patch16_224", {"patch_size": 6}, 48),
     # ViT-tiny at half depth on 6x6 patches of 8 px, average-pooled tokens: ~3.5x cheaper than "vit" on a CPU
-    # ViT-lite with a convolutional stem (three stride-2 3x3 convs) instead of the 8x8 patch projection
-    "vit-conv": ("vit_convstem", {"patch_size": 8, "depth": 6}, 48),
     "vit-lite": ("vit_tiny_patch16_224", {"patch_size": 8, "depth": 6, "class_token": False, "global_pool": "avg"},
                  48),
+    # ViT-lite with a convolutional stem (three stride-2 3x3 convs) instead of the 8x8 patch projection
+    "vit-conv": ("vit_convstem", {"patch_size": 8, "depth": 6}, 48),
 }
 
 

@@ -159,8 +159,9 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
     log(f"[2/5] classifier latency at batch 1: {rounds} interleaved rounds of {calls} calls")
     from fer_edge.export.faces import normalized_faces
 
-    x = normalized_faces(meta, ds.images[:256])
-    lat = interleaved_latency([s.classifier.predict for s in subjects], x[:1], rounds, calls)
+    # each model gets faces at its own input size and channel count
+    xs = [normalized_faces(s.classifier.meta, ds.images[:256]) for s in subjects]
+    lat = interleaved_latency([s.classifier.predict for s in subjects], [x[:1] for x in xs], rounds, calls)
     for r, t in zip(rows, lat):
         r["latency_ms"] = float(np.median(t) * 1e3)
         r["latency_p90_ms"] = float(np.percentile(t, 90) * 1e3)
@@ -170,7 +171,7 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
         r["speedup_vs_pytorch"] = (torch_ms / r["latency_ms"]) if torch_ms else None
     log("[3/5] throughput at batch 1, 8, 32, 64")
     seconds = 0.2 if quick else 1.0
-    for s, r in zip(subjects, rows):
+    for s, r, x in zip(subjects, rows, xs):
         tp = {b: throughput(s.classifier.predict, x, b, seconds) for b in (1, 8, 32, 64)}
         best = max(tp, key=tp.get)
         r["throughput_faces_per_s"] = {str(b): v for b, v in tp.items()}

@@ -8,18 +8,22 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
-def interleaved_latency(predicts: Sequence[Callable], x: np.ndarray, rounds: int, calls: int,
+def interleaved_latency(predicts: Sequence[Callable], x: np.ndarray | Sequence[np.ndarray], rounds: int, calls: int,
                         warmup: int = 10) -> list[np.ndarray]:
-    """Per-call seconds of each ``predict`` on ``x``, measured in ``rounds`` interleaved blocks of ``calls``."""
-    for p in predicts:
+    """Per-call seconds of each ``predict`` on ``x`` (one input for all, or one per predict), measured in
+    ``rounds`` interleaved blocks of ``calls``."""
+    xs = [x] * len(predicts) if isinstance(x, np.ndarray) else list(x)
+    if len(xs) != len(predicts):
+        raise ValueError(f"{len(predicts)} predicts but {len(xs)} inputs")
+    for p, xi in zip(predicts, xs):
         for _ in range(warmup):
-            p(x)
+            p(xi)
     times: list[list[float]] = [[] for _ in predicts]
     for _ in range(rounds):
-        for i, p in enumerate(predicts):
+        for i, (p, xi) in enumerate(zip(predicts, xs)):
             for _ in range(calls):
                 t = time.perf_counter()
-                p(x)
+                p(xi)
                 times[i].append(time.perf_counter() - t)
     return [np.asarray(t) for t in times]
 

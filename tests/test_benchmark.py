@@ -7,6 +7,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fer_edge.benchmarks.pareto import pareto_front
@@ -94,3 +95,22 @@ def test_same_file_names_from_two_runs_get_their_folders(tmp_path, tiny_onnx):
         shutil.copy(tiny_onnx, tmp_path / run / "emotion_int8.onnx")
     subjects = load_subjects([str(tmp_path / r / "emotion_int8.onnx") for r in ("run_a", "run_b")], None, 1)
     assert [s.label.split(" (")[1] for s in subjects] == ["run_a/emotion_int8.onnx)", "run_b/emotion_int8.onnx)"]
+
+
+def test_interleaved_latency_gives_each_model_its_own_input():
+    from fer_edge.benchmarks.timing import interleaved_latency
+
+    seen: dict[str, set] = {"a": set(), "b": set()}
+
+    def predict(name, shape):
+        def f(x):
+            assert x.shape == shape, (name, x.shape)  # a 48 px gray model must never get a 64 px RGB face
+            seen[name].add(x.shape)
+        return f
+
+    xa, xb = np.zeros((1, 1, 48, 48), np.float32), np.zeros((1, 3, 64, 64), np.float32)
+    times = interleaved_latency([predict("a", xa.shape), predict("b", xb.shape)], [xa, xb], rounds=2, calls=3,
+                                warmup=1)
+    assert [len(t) for t in times] == [6, 6] and seen == {"a": {xa.shape}, "b": {xb.shape}}
+    with pytest.raises(ValueError):
+        interleaved_latency([predict("a", xa.shape)], [xa, xb], rounds=1, calls=1)

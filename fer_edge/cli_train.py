@@ -99,7 +99,8 @@ def add_evaluate_parser(sub) -> argparse.ArgumentParser:
         "evaluate", help="accuracy, per-class report and confusion matrix of a model on labelled faces",
         description="Evaluate a training checkpoint (.pt), an ONNX file or an OpenVINO IR (.xml) on an ImageFolder "
                     "split or a fer2013.csv. ONNX/IR models run through the torch-free runtime preprocessing.")
-    p.add_argument("model", metavar="MODEL", help="checkpoint .pt, .onnx or OpenVINO .xml")
+    p.add_argument("model", metavar="MODEL", nargs="+", help="checkpoint .pt, .onnx or OpenVINO .xml; several "
+                   "models are evaluated as an ensemble (their probabilities averaged)")
     p.add_argument("--data", required=True, metavar="DIR_OR_CSV",
                    help="a split folder of class folders, a root with val/ (or test/), or a fer2013.csv")
     p.add_argument("--split", metavar="NAME", help="fer2013.csv Usage (PublicTest, PrivateTest, Training; default "

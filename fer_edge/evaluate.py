@@ -217,20 +217,30 @@ def predict_faces(classifier, images: np.ndarray, tta: str | None = None, batch:
     return (probs / len(views)).astype(np.float32)
 
 
-def evaluate(model_path: str | os.PathLike, data: str | os.PathLike, split: str | None = None,
+def evaluate(model_path: str | os.PathLike | Sequence[str | os.PathLike], data: str | os.PathLike,
+             split: str | None = None,
              tta: str | None = None, json_path: str | None = None, confusion_path: str | None = None,
              out_dir: str | None = None, backend: str | None = None, threads: int | None = None,
              batch: int = 64, log=None, show_report: bool = True) -> dict[str, Any]:
-    """Evaluate a model on a labelled split; print the report, write the confusion PNG and optional JSON."""
+    """Evaluate a model (or several, as an ensemble of averaged probabilities) on a labelled split; print the
+    report, write the confusion PNG and optional JSON."""
     from fer_edge.train.data import resolve_eval_data
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    clf = load_model(model_path, backend, threads)
-    classes = tuple(clf.classes)
-    ds = resolve_eval_data(data, classes, split, size=None, log=log, mixed_size=tuple(clf.meta.input_size))
-    log(f"fer-edge: evaluating {Path(model_path).name} ({clf.backend}) on {ds.describe(Path(ds.source).name)}"
-        + (f", TTA {tta}" if tta else ""))
-    probs = predict_faces(clf, ds.images, tta, batch)
+    paths = [model_path] if isinstance(model_path, (str, os.PathLike)) else list(model_path)
+    if not paths:
+        raise FerEdgeError("give at least one model to evaluate")
+    clfs = [load_model(p, backend, threads) for p in paths]
+    classes = tuple(clfs[0].classes)
+    for p, c in zip(paths[1:], clfs[1:]):
+        if tuple(c.classes) != classes:
+            raise FerEdgeError(f"{Path(p).name} has classes {', '.join(c.classes)}, unlike {Path(paths[0]).name} "
+                               f"({', '.join(classes)}); an ensemble needs the same classes in the same order")
+    model_path = paths[0] if len(paths) == 1 else " + ".join(str(p) for p in paths)
+    ds = resolve_eval_data(data, classes, split, size=None, log=log, mixed_size=tuple(clfs[0].meta.input_size))
+    names = " + ".join(f"{Path(p).name} ({c.backend})" for p, c in zip(paths, clfs))
+    log(f"fer-edge: evaluating {names} on {ds.describe(Path(ds.source).name)}" + (f", TTA {tta}" if tta else ""))
+    probs = np.mean([predict_faces(c, ds.images, tta, batch) for c in clfs], axis=0)
     pred = probs.argmax(axis=1)
     cm = confusion_from_labels(ds.labels, pred, len(classes))
     m = metrics_from_confusion(cm, classes)
@@ -238,15 +248,16 @@ def evaluate(model_path: str | os.PathLike, data: str | os.PathLike, split: str 
     m["model"] = str(model_path)
     m["data"] = ds.source
     if show_report:
-        print(f"model: {model_path} ({clf.backend})\ndata:  {ds.source} ({m['n']} faces)"
+        print(f"model: {model_path} ({', '.join(c.backend for c in clfs)})\ndata:  {ds.source} ({m['n']} faces)"
               f"\nTTA:   {tta or 'none'}\n")
         print(format_report(m))
-    mp = Path(model_path).expanduser()
+    mp = Path(paths[0]).expanduser()
     if confusion_path is None:
         base = Path(out_dir).expanduser() if out_dir else mp.parent
-        confusion_path = str(base / f"{mp.stem}_confusion.png")
+        confusion_path = str(base / f"{mp.stem}{'_ensemble' if len(paths) > 1 else ''}_confusion.png")
     if confusion_path:
-        title = f"{mp.name} on {Path(ds.source).name}: acc {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}" + \
+        more = f" + {len(paths) - 1} more" if len(paths) > 1 else ""
+        title = f"{mp.name}{more} on {Path(ds.source).name}: acc {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}" + \
             (f", TTA {tta}" if tta else "")
         try:
             p = save_confusion_png(cm, classes, confusion_path, title)

@@ -170,3 +170,28 @@ def test_evaluate_bad_inputs(subset, tiny_onnx, tmp_path):
     assert_clean_error(r, "not a readable fer-edge checkpoint")
     r = run_cli("evaluate", str(tiny_onnx), "--data", str(tmp_path / "fer2013.csv"))
     assert_clean_error(r, "does not exist")
+
+
+def test_evaluate_an_ensemble_averages_the_models_probabilities(subset, tiny_onnx, tmp_path):
+    """Several MODELs: the probabilities of each (at its own input size and channels) are averaged."""
+    from fer_edge.evaluate import evaluate, load_model, predict_faces
+    from fer_edge.train.data import resolve_eval_data
+
+    rgb64 = make_onnx(tmp_path / "rgb64.onnx", default_meta(channels=3, size=64, color="rgb"), channels=3, size=64,
+                      seed=3)
+    ds = resolve_eval_data(str(subset / "val"), EMOTIONS, None, size=None, log=lambda m: None)
+    probs = np.mean([predict_faces(load_model(m), ds.images) for m in (tiny_onnx, rgb64)], axis=0)
+    expected = confusion_from_labels(ds.labels, probs.argmax(1), 7).tolist()
+    single = [evaluate(m, subset / "val", log=lambda m: None, show_report=False, confusion_path="")["confusion"]
+              for m in (tiny_onnx, rgb64)]
+    assert single[0] != single[1]  # the two models disagree, so the average is a real test
+    out = tmp_path / "ens.json"
+    r = run_cli("evaluate", str(tiny_onnx), str(rgb64), "--data", str(subset / "val"), "--json", str(out),
+                "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["confusion"] == expected and doc["n"] == 56
+    assert "tiny.onnx + " in doc["model"] and (tmp_path / "tiny_ensemble_confusion.png").is_file()
+    other = make_onnx(tmp_path / "three.onnx", default_meta(classes=["angry", "happy", "sad"]), n_out=3)
+    r = run_cli("evaluate", str(tiny_onnx), str(other), "--data", str(subset / "val"), "--no-confusion")
+    assert_clean_error(r, "an ensemble needs the same classes")

@@ -8,11 +8,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
-def interleaved_latency(predicts: Sequence[Callable], x: np.ndarray | Sequence[np.ndarray], rounds: int, calls: int,
+def interleaved_latency(predicts: Sequence[Callable], xs: Sequence[np.ndarray], rounds: int, calls: int,
                         warmup: int = 10) -> list[np.ndarray]:
-    """Per-call seconds of each ``predict`` on ``x`` (one input for all, or one per predict), measured in
-    ``rounds`` interleaved blocks of ``calls``."""
-    xs = [x] * len(predicts) if isinstance(x, np.ndarray) else list(x)
+    """Per-call seconds of each ``predict`` on its own input ``xs[i]`` (models differ in input size and
+    channels), measured in ``rounds`` interleaved blocks of ``calls``."""
     if len(xs) != len(predicts):
         raise ValueError(f"{len(predicts)} predicts but {len(xs)} inputs")
     for p, xi in zip(predicts, xs):

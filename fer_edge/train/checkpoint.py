@@ -46,12 +46,15 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
+    """HEAD of the checkout holding this file, else ``$FER_EDGE_GIT_COMMIT`` (a copied tree with no .git)."""
     try:
         r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
                            text=True, timeout=5)
-        return r.stdout.strip() or None if r.returncode == 0 else None
+        if r.returncode == 0 and r.stdout.strip():
+            return r.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
+        pass
+    return os.environ.get("FER_EDGE_GIT_COMMIT") or None
 
 
 def make_model_card(*, classes, input_size, channels, mean, std, arch, fingerprint, metrics, command,

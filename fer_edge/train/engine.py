@@ -461,7 +461,8 @@ class Trainer:
                 tot[1] += (logits.argmax(1) == y).sum()
                 tot[2] += len(b)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            if not isinstance(bar, _NoBar):  # .item() waits for the GPU: only for a visible bar
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         secs = time.perf_counter() - t0

@@ -155,6 +155,8 @@ def _pick_device(cfg: TrainConfig, dist: _Dist) -> torch.device:
     if dev.type == "cuda":
         if dist.on:
             dev = torch.device("cuda", dist.local_rank)
+        elif dev.index is None:  # set_device needs an index on recent torch
+            dev = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(dev)
     return dev
 

@@ -3,7 +3,8 @@
 A lent GPU comes for minutes, not hours, and one small model leaves most of it idle. This driver runs the
 jobs of a JSON file side by side: first a short probe of every job together (``--epochs 1 --max-steps N``,
 so the measured speed includes the others' load), then each job with the largest whole number of epochs
-that fits the remaining budget, so every cosine schedule ends annealed. The epochs are written into each
+that fits the remaining budget, so every cosine schedule ends annealed (a job may also fix its "epochs":
+no probe; past the budget it is stopped, keeping its best.pt). The epochs are written into each
 job's real ``fer-edge train`` command (kept in its model card and in ``summary.json``), so any run can be
 repeated as is.
 
@@ -41,6 +42,7 @@ class Job:
     args: list[str]
     max_epochs: int | None = None
     min_epochs: int = 1
+    epochs: int | None = None  # fixed: no probe for this job
     proc: subprocess.Popen | None = field(default=None, repr=False)
     started: float = 0.0
     log: Any = field(default=None, repr=False)
@@ -67,7 +69,8 @@ def read_jobs(path: str | os.PathLike) -> tuple[list[str], list[Job]]:
         if bad:
             raise FerEdgeError(f"{path}: job '{name}' sets {', '.join(bad)}; the driver sets those itself")
         names.add(name)
-        out.append(Job(name, [str(a) for a in args], j.get("max_epochs"), int(j.get("min_epochs", 1))))
+        out.append(Job(name, [str(a) for a in args], j.get("max_epochs"), int(j.get("min_epochs", 1)),
+                       j.get("epochs")))
     return [str(a) for a in common], out
 
 
@@ -137,16 +140,20 @@ def run_jobs(jobs_file: str, out: str, budget: float, probe_steps: int = 60, saf
     base = [python, "-m", "fer_edge", "train"]
     images = {j.name: count_train_images(common, j) for j in jobs}
 
-    # 1. probe: every job together, one short epoch each
-    for j in jobs:
+    # 1. probe: every job without fixed epochs, together, one short epoch each
+    probed = [j for j in jobs if not j.epochs]
+    for j in probed:
         argv = base + common + j.args + ["--epochs", "1", "--max-steps", str(probe_steps),
                                          "--out", str(root / "probe" / j.name)]
         _launch(j, argv, root / "probe" / f"{j.name}.log", env)
-    probe_codes = _wait_all(jobs, deadline)
+    probe_codes = _wait_all(probed, deadline)
     probe_s = time.monotonic() - t_start
     plan: dict[str, Any] = {}
     failed: dict[str, Any] = {}
     for j in jobs:
+        if j.epochs:
+            plan[j.name] = {"epochs": int(j.epochs)}
+            continue
         m = root / "probe" / j.name / "metrics.json"
         try:
             ep = json.loads(m.read_text())["epochs"][0]

@@ -1,8 +1,8 @@
 """Several ``fer-edge train`` runs at once on one GPU, each sized to finish inside a wall-clock budget.
 
 A lent GPU comes for minutes, not hours, and one small model leaves most of it idle. This driver runs the
-jobs of a JSON file side by side: first a short probe of every job together (``--epochs 1 --max-steps N``,
-so the measured speed includes the others' load), then each job with the largest whole number of epochs
+jobs of a JSON file side by side: first a short probe of every job together (``--epochs 2 --max-steps N``;
+the second epoch's speed, measured under the others' load), then each job with the largest whole number of epochs
 that fits the remaining budget, so every cosine schedule ends annealed (a job may also fix its "epochs":
 no probe; past the budget it is stopped, keeping its best.pt). The epochs are written into each
 job's real ``fer-edge train`` command (kept in its model card and in ``summary.json``), so any run can be
@@ -140,10 +140,10 @@ def run_jobs(jobs_file: str, out: str, budget: float, probe_steps: int = 60, saf
     base = [python, "-m", "fer_edge", "train"]
     images = {j.name: count_train_images(common, j) for j in jobs}
 
-    # 1. probe: every job without fixed epochs, together, one short epoch each
+    # 1. probe: every job without fixed epochs, together, two short epochs each
     probed = [j for j in jobs if not j.epochs]
     for j in probed:
-        argv = base + common + j.args + ["--epochs", "1", "--max-steps", str(probe_steps),
+        argv = base + common + j.args + ["--epochs", "2", "--max-steps", str(probe_steps),
                                          "--out", str(root / "probe" / j.name)]
         _launch(j, argv, root / "probe" / f"{j.name}.log", env)
     probe_codes = _wait_all(probed, deadline)
@@ -156,14 +156,16 @@ def run_jobs(jobs_file: str, out: str, budget: float, probe_steps: int = 60, saf
             continue
         m = root / "probe" / j.name / "metrics.json"
         try:
-            ep = json.loads(m.read_text())["epochs"][0]
+            ep = json.loads(m.read_text())["epochs"][1]
         except (OSError, ValueError, KeyError, IndexError):  # that job is dropped, the others go on
             failed[j.name] = {"exit": probe_codes[j.name], "failed": "probe",
                               "log": str(root / "probe" / f"{j.name}.log")}
             log(f"{j.name}: failed its probe (exit {probe_codes[j.name]}), dropped; see {failed[j.name]['log']}")
             continue
+        # the second short epoch gives the steady speed (the first one pays for cuDNN autotuning, measured at
+        # ~60 s with five jobs on an H100); what the probe spent beyond two steady epochs is start-up cost
         rate = float(ep["images_per_s"])
-        fixed = max(0.0, probe_s - float(ep["train_seconds"]))  # start-up, data, one validation, saving
+        fixed = max(0.0, probe_s - 2 * float(ep["train_seconds"]))
         left = deadline - time.monotonic()
         n = epochs_that_fit(left, images[j.name], rate, fixed, safety, j.max_epochs, j.min_epochs)
         plan[j.name] = {"probe_images_per_s": round(rate, 1), "fixed_s": round(fixed, 1), "epochs": n}
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("jobs", help="jobs JSON file")
     p.add_argument("--out", required=True, help="folder for every run, the logs and summary.json")
     p.add_argument("--budget", type=float, required=True, help="wall-clock seconds for probe and runs together")
-    p.add_argument("--probe-steps", type=int, default=60, help="training steps in each job's probe (60)")
+    p.add_argument("--probe-steps", type=int, default=60, help="training steps per probe epoch (60)")
     p.add_argument("--safety", type=float, default=0.85, help="fraction of the measured time to plan on (0.85)")
     a = p.parse_args(argv)
     try:

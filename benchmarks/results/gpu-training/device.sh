@@ -9,7 +9,8 @@ t0=$(date +%s)
 mkdir -p "$DATA_ROOT" "$OUT" "$(dirname "$RUNS")" && tar xJf gpu_data/fer2013.tar.xz -C "$DATA_ROOT"
 mkdir -p "$PKG/fer_edge" && cp -r fer_edge/. "$PKG/fer_edge/"
 for d in runtime export benchmarks; do cp -r "$d" "$PKG/fer_edge/$d"; done
-export PYTHONPATH="$PKG" OMP_NUM_THREADS=2
+# PYTHONSAFEPATH: the repo root (the cwd) must not shadow the assembled package with the bare fer_edge/
+export PYTHONPATH="$PKG" OMP_NUM_THREADS=2 PYTHONSAFEPATH=1
 (nvidia-smi -L || true; $PY -c "import torch, timm, sys; print(sys.version.split()[0], torch.__version__, timm.__version__, torch.cuda.is_available())") 2>&1 | tee "$RUNS.env.txt"
 echo "setup $(( $(date +%s) - t0 )) s" | tee -a "$RUNS.env.txt"
 $PY -m fer_edge.train.many "$JOBS" --out "$RUNS" --budget "$BUDGET" --probe-steps "${PROBE_STEPS:-60}" \

@@ -44,7 +44,6 @@ class Job:
     min_epochs: int = 1
     epochs: int | None = None  # fixed: no probe for this job
     proc: subprocess.Popen | None = field(default=None, repr=False)
-    started: float = 0.0
     log: Any = field(default=None, repr=False)
 
 
@@ -98,7 +97,6 @@ def _launch(job: Job, argv: list[str], log_path: Path, env: dict[str, str]) -> N
     job.log = open(log_path, "w")
     job.log.write(" ".join(argv) + "\n")
     job.log.flush()
-    job.started = time.monotonic()
     job.proc = subprocess.Popen(argv, stdout=job.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 

@@ -20,6 +20,7 @@ jobs.json::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -79,7 +80,13 @@ def count_train_images(common: list[str], job: Job) -> int:
     data = Path(args[args.index("--data") + 1]) if "--data" in args else None
     if data is None or not (data / "train").is_dir():
         raise FerEdgeError(f"job '{job.name}': --data must be an ImageFolder root with train/")
-    return sum(1 for p in (data / "train").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return _images_under(str((data / "train").resolve()))
+
+
+@functools.lru_cache(maxsize=None)
+def _images_under(folder: str) -> int:
+    """Image files below ``folder``, counted once however many jobs share it."""
+    return sum(1 for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def epochs_that_fit(seconds_left: float, images: int, images_per_s: float, fixed_s: float, safety: float,
@@ -136,10 +143,9 @@ def run_jobs(jobs_file: str, out: str, budget: float, probe_steps: int = 60, saf
     root.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     base = [python, "-m", "fer_edge", "train"]
-    images = {j.name: count_train_images(common, j) for j in jobs}
-
     # 1. probe: every job without fixed epochs, together, two short epochs each
     probed = [j for j in jobs if not j.epochs]
+    images = {j.name: count_train_images(common, j) for j in probed}  # only these need an epoch's size
     for j in probed:
         argv = base + common + j.args + ["--epochs", "2", "--max-steps", str(probe_steps),
                                          "--out", str(root / "probe" / j.name)]

@@ -83,7 +83,7 @@ def count_train_images(common: list[str], job: Job) -> int:
     return _images_under(str((data / "train").resolve()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _images_under(folder: str) -> int:
     """Image files below ``folder``, counted once however many jobs share it."""
     return sum(1 for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -132,7 +132,8 @@ def run_export(checkpoint: str | os.PathLike, req: ExportRequest, out: str | Non
             if req.quantize:
                 from .quantize import quantize_openvino
 
-                q, info = quantize_openvino(convert(), str(card.get("arch")), calib, req.max_drop, val_x, val.labels)
+                q, info = quantize_openvino(convert(), str(card.get("arch")), calib, req.max_drop, val_x, val.labels,
+                                            req.preset)
                 set_openvino_metadata(q, {**base_meta, "precision": "int8", "quantization": info})
                 xml8 = tmp / f"{name}_int8.xml"
                 ov.save_model(q, str(xml8), compress_to_fp16=False)
@@ -176,7 +177,8 @@ def run_export(checkpoint: str | os.PathLike, req: ExportRequest, out: str | Non
         shutil.rmtree(tmp, ignore_errors=True)
 
     report = {"checkpoint": str(ckpt), "format": req.format, "precision": req.precision, "quantize": req.quantize,
-              "max_drop": req.max_drop, "calibration": req.calibration, "data": val.source, "faces": len(val),
+              "max_drop": req.max_drop, "preset": req.preset, "calibration": req.calibration, "data": val.source,
+              "faces": len(val),
               "parity_vs_torch": parity, "artifacts": [str(p) for p in final],
               "rows": [r.to_dict() for r in rows], "machine": machine_summary(threads)}
     table = markdown_table(rows)

@@ -28,6 +28,10 @@ FORMATS: dict[str, ExportFormat] = {
 }
 
 
+# NNCF quantization presets: symmetric weights and activations (performance), or asymmetric activations (mixed).
+NNCF_PRESETS = ("performance", "mixed")
+
+
 @dataclass(frozen=True)
 class ExportRequest:
     format: str
@@ -35,6 +39,7 @@ class ExportRequest:
     quantize: str | None = None
     max_drop: float | None = None
     calibration: str | None = None
+    preset: str | None = None
 
     def validate(self) -> ExportRequest:
         """Reject unknown formats and invalid combinations with one sentence, before any work starts."""
@@ -59,6 +64,12 @@ class ExportRequest:
                 raise FerEdgeError("--max-drop only applies with --quantize int8")
             if self.calibration:
                 raise FerEdgeError("--calibration only applies with --quantize int8")
+        if self.preset is not None:
+            if self.quantize is None or self.format != "openvino":
+                raise FerEdgeError("--preset chooses NNCF's quantization scheme; it only applies with "
+                                   "--format openvino --quantize int8")
+            if self.preset not in NNCF_PRESETS:
+                raise FerEdgeError(f"unknown --preset '{self.preset}' (choose from {', '.join(NNCF_PRESETS)})")
         if self.max_drop is not None and not 0.0 < self.max_drop < 1.0:
             raise FerEdgeError(f"--max-drop {self.max_drop} must lie in (0, 1) (an accuracy drop, 0.01 = 1 point)")
         return self

@@ -43,12 +43,16 @@ def _describe(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def quantize_openvino(ov_model, arch: str, calib: np.ndarray, max_drop: float | None = None,
-                      val_inputs: np.ndarray | None = None, val_labels: np.ndarray | None = None):
-    """NNCF PTQ of an ov.Model; with ``max_drop``, accuracy-controlled against the validation faces."""
+                      val_inputs: np.ndarray | None = None, val_labels: np.ndarray | None = None,
+                      preset: str | None = None):
+    """NNCF PTQ of an ov.Model; with ``max_drop``, accuracy-controlled against the validation faces;
+    ``preset`` ('performance' or 'mixed') overrides the family's default NNCF preset."""
     import nncf
 
     logging.getLogger("nncf").setLevel(logging.ERROR)
     settings = nncf_settings(arch)
+    if preset is not None:
+        settings["preset"] = nncf.QuantizationPreset(preset)
     calibration = nncf.Dataset([calib[i : i + 1] for i in range(len(calib))])
     info = {"tool": f"nncf {nncf.__version__}", "method": "post_training_quantization",
             "calibration_faces": len(calib), **_describe(settings)}

@@ -8,7 +8,7 @@ from fer_edge.cli import positive_int
 
 
 def add_export_parser(sub) -> None:
-    from fer_edge.export.formats import FORMATS
+    from fer_edge.export.formats import FORMATS, NNCF_PRESETS
 
     p = sub.add_parser("export", help="checkpoint -> ONNX / OpenVINO IR, optionally INT8, accuracy-checked",
                        description="Export a training checkpoint for the torch-free runtime. Formats: "
@@ -22,6 +22,9 @@ def add_export_parser(sub) -> None:
     p.add_argument("--calibration-root", metavar="DIR", help="where the manifest's images are (default: its root)")
     p.add_argument("--max-drop", type=float, metavar="X",
                    help="largest accepted INT8 accuracy drop (0.01 = 1 point); OpenVINO uses NNCF accuracy control")
+    p.add_argument("--preset", choices=NNCF_PRESETS,
+                   help="NNCF quantization preset for OpenVINO INT8 (default: performance for CNNs, mixed for "
+                   "MobileNetV3 and transformers)")
     p.add_argument("--data", metavar="DIR", help="labelled validation faces (ImageFolder split) for the parity "
                    "check and the report (default: val/ beside the calibration data)")
     p.add_argument("--val-limit", type=int, metavar="N", help="measure on at most N validation faces")
@@ -48,7 +51,8 @@ def _cmd_export(args) -> int:
     from fer_edge.export.formats import ExportRequest
     from fer_edge.runtime.errors import FerEdgeError
 
-    req = ExportRequest(args.format, args.precision, args.quantize, args.max_drop, args.calibration).validate()
+    req = ExportRequest(args.format, args.precision, args.quantize, args.max_drop, args.calibration,
+                        args.preset).validate()
     if args.val_limit is not None and args.val_limit < 10:
         raise FerEdgeError("--val-limit must be at least 10")
     try:

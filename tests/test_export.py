@@ -142,6 +142,16 @@ def test_openvino_fp32_fp16_and_int8(cnn_ckpt, manifest, data, tmp_path):
         out / "tiny.bin").stat().st_size * 0.6
 
 
+def test_openvino_int8_preset_override(cnn_ckpt, manifest, data, tmp_path):
+    out = tmp_path / "mixed"
+    p = run_cli("export", str(cnn_ckpt), "--format", "openvino", "--quantize", "int8", "--preset", "mixed",
+                "--calibration", str(manifest), "--data", str(data / "val"), "--out", str(out), "--name", "tiny",
+                "--val-limit", "40")
+    assert p.returncode == 0, p.stderr
+    assert load_classifier(out / "tiny_int8.xml").meta.extra["quantization"]["preset"] == "mixed"
+    assert json.loads((out / "tiny_export_openvino_int8.json").read_text())["preset"] == "mixed"
+
+
 @pytest.mark.parametrize("preset, arch", [("mobilenetv3", "mobilenetv3_large_100"), ("vit", "vit_tiny_patch16_224"),
                                          ("vit-lite", "vit_tiny_patch16_224"), ("vit-conv", "vit_convstem")])
 def test_presets_export_with_parity(tmp_path, data, preset, arch):
@@ -174,6 +184,9 @@ def test_family_settings():
         (["--format", "onnx", "--max-drop", "0.01"], "--max-drop only applies"),
         (["--format", "onnx", "--calibration", "x"], "--calibration only applies"),
         (["--format", "openvino", "--quantize", "int8", "--calibration", "x", "--max-drop", "5"], "must lie in"),
+        (["--format", "onnx", "--quantize", "int8", "--calibration", "x", "--preset", "mixed"],
+         "only applies with --format openvino"),
+        (["--format", "openvino", "--preset", "mixed"], "only applies with --format openvino --quantize int8"),
     ],
 )
 def test_bad_combinations_rejected_before_any_work(tmp_path, args, fragment):

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +90,7 @@ def run_export(checkpoint: str | os.PathLike, req: ExportRequest, out: str | Non
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise FerEdgeError(f"cannot create output folder {out_dir} ({e.strerror or e})")
-    tmp = out_dir / f".{name}.export-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.export-", dir=out_dir))  # unique: exports may run side by side
     try:
         artifacts: list[tuple[str, Path]] = []
         # 1. ONNX FP32, verified against PyTorch on real faces

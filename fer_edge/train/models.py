@@ -19,6 +19,10 @@ from fer_edge.runtime.errors import FerEdgeError
 # preset name -> (timm name or "cnn", extra timm kwargs, default input size)
 PRESETS: dict[str, tuple[str, dict[str, Any], int]] = {
     "cnn": ("cnn", {}, 48),
+    # VGG-style teacher after Khaireddin & Chen 2021: 2 convs per stage (64-128-256-512), the 3x3 map flattened
+    # into two 1024-wide FC layers
+    "vgg": ("cnn", {"convs_per_block": 2, "pool": 3, "fc_layers": 2, "hidden": 1024, "dropout": 0.1,
+                    "head_dropout": 0.4}, 48),
     "mobilenetv3": ("mobilenetv3_large_100", {}, 48),
     "vit": ("vit_tiny_patch16_224", {"patch_size": 6}, 48),
     # ViT-tiny at half depth on 6x6 patches of 8 px, average-pooled tokens: ~3.5x cheaper than "vit" on a CPU
@@ -31,10 +35,12 @@ PRESETS: dict[str, tuple[str, dict[str, Any], int]] = {
 
 class FerCNN(nn.Module):
     """The from-scratch baseline: 4 conv blocks of 64-128-256-512 channels, each ``convs_per_block`` x
-    (3x3 conv + BN + ReLU), 2x2 max-pool and dropout; global average pooling and a two-layer FC head."""
+    (3x3 conv + BN + ReLU), 2x2 max-pool and dropout; average pooling to ``pool`` x ``pool`` and a head of
+    ``fc_layers`` hidden FC layers (Linear + BN + ReLU + dropout) before the classifier Linear."""
 
     def __init__(self, in_chans: int = 1, num_classes: int = 7, widths: tuple[int, ...] = (64, 128, 256, 512),
-                 convs_per_block: int = 1, dropout: float = 0.25, head_dropout: float = 0.5, hidden: int = 256):
+                 convs_per_block: int = 1, dropout: float = 0.25, head_dropout: float = 0.5, hidden: int = 256,
+                 pool: int = 1, fc_layers: int = 1):
         super().__init__()
         blocks = []
         c = in_chans
@@ -45,11 +51,13 @@ class FerCNN(nn.Module):
                 c = w
             blocks.append(nn.Sequential(*layers, nn.MaxPool2d(2), nn.Dropout(dropout)))
         self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(c, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-            nn.Dropout(head_dropout), nn.Linear(hidden, num_classes),
-        )
+        self.pool = nn.AdaptiveAvgPool2d(pool)
+        head: list[nn.Module] = [nn.Flatten()]
+        d = c * pool * pool
+        for _ in range(fc_layers):
+            head += [nn.Linear(d, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Dropout(head_dropout)]
+            d = hidden
+        self.classifier = nn.Sequential(*head, nn.Linear(d, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.blocks(x)))

@@ -95,19 +95,21 @@ def _shared_default(*parts: str) -> Path | None:
 
 def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, data: str | None = None,
                   videos: list[str] | None = None, out: str = "benchmark-results", threads: int | None = None,
-                  quick: bool = False, rounds: int | None = None, command: str | None = None, log=None
-                  ) -> dict[str, Any]:
+                  quick: bool = False, rounds: int | None = None, command: str | None = None, log=None,
+                  peer_fer: str | None = None) -> dict[str, Any]:
     from fer_edge.evaluate import confusion_from_labels, metrics_from_confusion, predict_faces
     from fer_edge.machine import machine_summary
 
     from .e2e import classify_matches, detected_crops, detector_latency, paste_faces, read_frames, run_loop_fps
     from .pareto import pareto_front, plot_tradeoff
+    from .peers import load_fer_peer
     from .timing import interleaved_latency, throughput
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     subjects = load_subjects(models, checkpoint, threads)
+    peer = load_fer_peer(peer_fer, subjects[0].classifier.classes, threads, log)
     if threads and checkpoint:
         import torch
 
@@ -148,6 +150,16 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
                      "size_mb": round(size, 3), "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                      "per_class_f1": {c: v["f1"] for c, v in m["per_class"].items()}})
         log(f"  {s.label}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
+    peer_rows = []
+    if peer is not None:
+        m = metrics_from_confusion(confusion_from_labels(ds.labels, peer.predict_faces(ds.images).argmax(1),
+                                                         len(meta.classes)), meta.classes)
+        peer_rows.append({"label": peer.label, "file": str(peer.path), "backend": peer.backend, "peer": True,
+                          "precision": peer.precision, "size_mb": round(peer.path.stat().st_size / 1e6, 3),
+                          "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "fp32_reference": None,
+                          "agreement_with_fp32": None, "speedup_vs_pytorch": None,
+                          "per_class_f1": {c: v["f1"] for c, v in m["per_class"].items()}})
+        log(f"  {peer.label}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
     refs = references(subjects)
     for r, ref in zip(rows, refs):
         r["fp32_reference"] = ref.label
@@ -161,8 +173,10 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
 
     # each model gets faces at its own input size and channel count
     xs = [normalized_faces(s.classifier.meta, ds.images[:256]) for s in subjects]
-    lat = interleaved_latency([s.classifier.predict for s in subjects], [x[:1] for x in xs], rounds, calls)
-    for r, t in zip(rows, lat):
+    peer_x = [peer.inputs(ds.images[:256])] if peer is not None else []
+    lat = interleaved_latency([s.classifier.predict for s in subjects] + ([peer.predict] if peer else []),
+                              [x[:1] for x in xs + peer_x], rounds, calls)
+    for r, t in zip(rows + peer_rows, lat):
         r["latency_ms"] = float(np.median(t) * 1e3)
         r["latency_p90_ms"] = float(np.percentile(t, 90) * 1e3)
         r["faces_per_s_batch1"] = 1e3 / r["latency_ms"]
@@ -171,13 +185,21 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
         r["speedup_vs_pytorch"] = (torch_ms / r["latency_ms"]) if torch_ms else None
     log("[3/5] throughput at batch 1, 8, 32, 64")
     seconds = 0.2 if quick else 1.0
-    for s, r, x in zip(subjects, rows, xs):
-        tp = {b: throughput(s.classifier.predict, x, b, seconds) for b in (1, 8, 32, 64)}
+    predicts = [s.classifier.predict for s in subjects] + ([peer.predict] if peer else [])
+    for predict, r, x in zip(predicts, rows + peer_rows, xs + peer_x):
+        tp = {b: throughput(predict, x, b, seconds) for b in (1, 8, 32, 64)}
         best = max(tp, key=tp.get)
         r["throughput_faces_per_s"] = {str(b): v for b, v in tp.items()}
         r["best_batch"], r["best_throughput_faces_per_s"] = best, tp[best]
-        log(f"  {s.label}: {r['latency_ms']:.3f} ms/face at batch 1, {tp[best]:.0f} faces/s at batch {best}")
+        log(f"  {r['label']}: {r['latency_ms']:.3f} ms/face at batch 1, {tp[best]:.0f} faces/s at batch {best}")
+    if peer_rows:  # every row against fer's, as ratios from this run
+        fer = peer_rows[0]
+        for r in rows + peer_rows:
+            r["vs_fer"] = {"accuracy_points": 100 * (r["accuracy"] - fer["accuracy"]),
+                           "macro_f1_points": 100 * (r["macro_f1"] - fer["macro_f1"]),
+                           "latency_ratio": r["latency_ms"] / fer["latency_ms"]}
     report["classifiers"] = rows
+    report["peers"] = peer_rows
 
     # --- detectors ----------------------------------------------------------------------------------------
     log("[4/5] face detectors and the end-to-end loop")
@@ -232,14 +254,15 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
     report["pasted_faces"] = pasted
 
     # --- outputs ------------------------------------------------------------------------------------------
-    front = pareto_front([(r["faces_per_s_batch1"], r["accuracy"]) for r in rows])
-    for i, r in enumerate(rows):
+    every = rows + peer_rows
+    front = pareto_front([(r["faces_per_s_batch1"], r["accuracy"]) for r in every])
+    for i, r in enumerate(every):
         r["pareto"] = i in front
-    report["pareto_front"] = [rows[i]["label"] for i in front]
+    report["pareto_front"] = [every[i]["label"] for i in front]
     plot = None
     try:
-        plot = plot_tradeoff([r["label"].split(" (")[0] + f" ({Path(r['file']).name})" for r in rows],
-                             [r["faces_per_s_batch1"] for r in rows], [r["accuracy"] for r in rows],
+        plot = plot_tradeoff([r["label"].split(" (")[0] + f" ({Path(r['file']).name})" for r in every],
+                             [r["faces_per_s_batch1"] for r in every], [r["accuracy"] for r in every],
                              out_dir / "tradeoff.png",
                              f"fer-edge accuracy vs speed on {report['machine']['cpu']} "
                              f"({report['machine']['threads']} threads)")
@@ -264,14 +287,22 @@ def markdown(r: dict[str, Any]) -> str:
              "and speed-up of each model against " + _refs_text(r['accuracy_data']['fp32_reference']), "",
              "## Classifiers", "",
              "| model | size MB | accuracy | macro-F1 | agreement with FP32 | ms/face batch 1 (median) | p90 ms | "
-             "speed-up vs PyTorch | best faces/s (batch) | Pareto |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"]
-    for c in r["classifiers"]:
+             "speed-up vs PyTorch | best faces/s (batch) | Pareto | accuracy vs fer | macro-F1 vs fer | "
+             "ms/face / fer's |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: |"]
+    for c in r["classifiers"] + r.get("peers", []):
         sp = f"{c['speedup_vs_pytorch']:.1f}x" if c["speedup_vs_pytorch"] else "n/a"
+        agree = "n/a" if c["agreement_with_fp32"] is None else f"{c['agreement_with_fp32']:.4f}"
+        vs = c.get("vs_fer")
+        vs_cells = (f"{vs['accuracy_points']:+.2f} pts | {vs['macro_f1_points']:+.2f} pts | {vs['latency_ratio']:.2f}x"
+                    if vs else "n/a | n/a | n/a")
         lines.append(f"| {c['label']} | {c['size_mb']:.2f} | {c['accuracy']:.4f} | {c['macro_f1']:.4f} | "
-                     f"{c['agreement_with_fp32']:.4f} | {c['latency_ms']:.3f} | {c['latency_p90_ms']:.3f} | {sp} | "
-                     f"{c['best_throughput_faces_per_s']:.0f} ({c['best_batch']}) | {'yes' if c['pareto'] else ''} |")
-    lines += ["", "Latency: interleaved rounds, every model in every round; speed-ups are ratios from this one run.",
+                     f"{agree} | {c['latency_ms']:.3f} | {c['latency_p90_ms']:.3f} | {sp} | "
+                     f"{c['best_throughput_faces_per_s']:.0f} ({c['best_batch']}) | {'yes' if c['pareto'] else ''} | "
+                     f"{vs_cells} |")
+    lines += ["", "Latency: interleaved rounds, every model in every round; speed-ups are ratios from this one run."
+              + (" The fer row is the peer (its own preprocessing, one face per call); the last three columns "
+                 "compare every row with it." if r.get("peers") else " No fer peer row (see --peer-fer)."),
               "", "## Face detectors (ms per frame)", "", "| detector | video | frame | median ms | p90 ms |",
               "| --- | --- | --- | ---: | ---: |"]
     for d in r["detectors"].values():

@@ -22,6 +22,9 @@ def add_benchmark_parser(sub) -> None:
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="inference threads for every backend (default: all)")
     p.add_argument("--rounds", type=int, metavar="N", help="interleaved timing rounds (10; quick 3)")
+    p.add_argument("--peer-fer", metavar="TFLITE", help="fer's emotion_model_quantized.tflite, measured as a peer "
+                   "row (needs the bench extra: ai-edge-litert); default: $FER_EDGE_HOME/peers/fer/ or "
+                   "~/.cache/fer-edge/peers/fer/, skipped with a hint when absent")
     p.add_argument("--quick", action="store_true", help="reduced run for tests (well under a minute)")
     p.add_argument("--out", default="benchmark-results", metavar="DIR", help="report folder (benchmark-results)")
     p.set_defaults(func=_cmd_benchmark)
@@ -35,5 +38,5 @@ def _cmd_benchmark(args) -> int:
 
         args.models = [str(default_classifier_path())]
     run_benchmark(args.models, args.checkpoint, args.data, args.videos, args.out, args.threads, args.quick,
-                  args.rounds, command_line())
+                  args.rounds, command_line(), peer_fer=args.peer_fer)
     return 0

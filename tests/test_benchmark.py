@@ -62,6 +62,7 @@ def test_quick_benchmark_report(tmp_path, tiny_onnx, tiny_ir):
         assert entry["faces"] == 60 and 0.5 <= entry["recall"] <= 1.0
         for mm in entry["models"]:
             assert 0 <= mm["accuracy_detected_in_frames"] <= 1 and 0 <= mm["accuracy_same_faces_as_crops"] <= 1
+            assert mm["faces_compared"] == entry["detected"] and 0 <= mm["gap_se"] < 0.2
     png = (out / "tradeoff.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     md = (out / "benchmark.md").read_text()

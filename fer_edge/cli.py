@@ -122,13 +122,9 @@ def _cmd_models(args) -> int:
 def _cmd_run(args) -> int:
     from pathlib import Path
 
+    from fer_edge.recognizer import EmotionRecognizer
     from fer_edge.runtime import sinks as sk
-    from fer_edge.runtime.classifier import load_classifier
-    from fer_edge.runtime.detectors import create_detector
-    from fer_edge.runtime.models import default_classifier_path
-    from fer_edge.runtime.pipeline import EmotionPipeline, run_loop
-    from fer_edge.runtime.sources import ImageSource, VideoSource, list_images
-    from fer_edge.runtime.tracker import FaceTracker
+    from fer_edge.runtime.sources import VideoSource
 
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if not 0.0 < args.smooth <= 1.0:
@@ -136,25 +132,18 @@ def _cmd_run(args) -> int:
     if args.crop_margin is not None and not -0.25 <= args.crop_margin <= 1.0:
         raise FerEdgeError(f"--crop-margin {args.crop_margin} is outside [-0.25, 1]")
     # Models first: a missing model fails before any source is opened or file written.
-    model = args.model or default_classifier_path(args.backend)
-    classifier = load_classifier(model, args.backend, args.threads)
-    detector = create_detector(args.detector, args.detector_model, args.detector_config,
-                               score_threshold=args.score_threshold, min_face=args.min_face,
-                               max_side=-1 if args.detect_size is None else (args.detect_size or None))
+    recognizer = EmotionRecognizer(
+        args.model, args.detector, backend=args.backend, threads=args.threads, detector_model=args.detector_model,
+        detector_config=args.detector_config, score_threshold=args.score_threshold, min_face=args.min_face,
+        detect_size=args.detect_size, crop_margin=args.crop_margin, smooth=None if args.no_smooth else args.smooth)
+    classifier = recognizer.classifier
     if args.image or args.images:
-        paths = [Path(args.image).expanduser()] if args.image else list_images(args.images)
-        source = ImageSource(paths, skip_bad=bool(args.images))
-        if args.image:  # fail on a bad single image before creating any output
-            from fer_edge.runtime.sources import read_image
-
-            read_image(paths[0])
+        source = recognizer.open_source(args.image or args.images, "image" if args.image else "images")
     elif args.video is not None:
-        source = VideoSource(args.video)
+        source = recognizer.open_source(args.video, "video")
     else:
-        source = VideoSource(args.camera, is_camera=True)
+        source = recognizer.open_source(args.camera, "camera")
     streaming = isinstance(source, VideoSource)
-    tracker = FaceTracker(alpha=args.smooth) if streaming and not args.no_smooth else None
-    pipeline = EmotionPipeline(detector, classifier, args.crop_margin, tracker)
     outputs: list = []
     try:
         if args.json:
@@ -179,8 +168,8 @@ def _cmd_run(args) -> int:
             if streaming and stats.frames % 100 == 0:
                 log(f"  frame {stats.frames}: {stats.faces} faces so far")
 
-        stats = run_loop(source, pipeline, outputs, draw=bool(args.save or args.show),
-                         max_frames=args.max_frames, on_frame=progress)
+        stats = recognizer.run(source, outputs, draw=bool(args.save or args.show), max_frames=args.max_frames,
+                               on_frame=progress)
     finally:
         for s in outputs:
             s.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from importlib import resources
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from .errors import FerEdgeError
 
 DEFAULT_STEM = "emotion_int8"
+CLASSIFIER_SUFFIXES = (".onnx", ".xml")
 
 
 def _openvino_runs_int8() -> bool:
@@ -16,19 +18,31 @@ def _openvino_runs_int8() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64", "x64")
 
 
-def default_classifier_path(backend: str | None = None) -> Path:
-    """The packaged model for this machine (OpenVINO IR on x86 where installed, else ONNX)."""
-    folder = Path(str(resources.files("fer_edge") / "assets"))
+def assets_dir() -> Path:
+    """The package's ``assets/`` folder."""
+    return Path(str(resources.files("fer_edge") / "assets"))
+
+
+def shipped_models() -> list[str]:
+    """Names (file stems) of the classifiers shipped in the package."""
+    folder = assets_dir()
+    return sorted({p.stem for p in folder.glob("*.onnx") if not p.stem.startswith("face_detection")}
+                  | {p.stem for p in folder.glob("*.xml")}) if folder.is_dir() else []
+
+
+def default_classifier_path(backend: str | None = None, stem: str = DEFAULT_STEM) -> Path:
+    """The packaged model ``stem`` for this machine (OpenVINO IR on x86 where installed, else ONNX)."""
+    folder = assets_dir()
     candidates = []
     want_ov = backend == "openvino" or (backend is None and _openvino_runs_int8())
     if want_ov:
         try:
             import openvino  # noqa: F401
 
-            candidates.append(folder / f"{DEFAULT_STEM}.xml")
+            candidates.append(folder / f"{stem}.xml")
         except ImportError:
             pass
-    candidates.append(folder / f"{DEFAULT_STEM}.onnx")
+    candidates.append(folder / f"{stem}.onnx")
     for c in candidates:
         if c.is_file():
             return c
@@ -37,3 +51,19 @@ def default_classifier_path(backend: str | None = None) -> Path:
         f"{', '.join(str(c) for c in candidates)}); pass --model FILE (.onnx or OpenVINO .xml with fer_edge "
         "metadata, from 'fer-edge export')"
     )
+
+
+def classifier_path(model: str | os.PathLike | None, backend: str | None = None) -> Path:
+    """A classifier file from ``model``: None (the shipped default), a shipped model's name, or a file path."""
+    if model is None:
+        return default_classifier_path(backend)
+    text = os.fspath(model)
+    p = Path(text).expanduser()
+    looks_like_file = p.suffix.lower() in CLASSIFIER_SUFFIXES or os.sep in text or "/" in text
+    if not looks_like_file and not p.exists():
+        names = shipped_models()
+        if text in names:
+            return default_classifier_path(backend, text)
+        raise FerEdgeError(f"model '{text}' is neither a classifier file (.onnx or OpenVINO .xml) nor a shipped "
+                           f"model ({', '.join(names) or 'none shipped'})")
+    return p

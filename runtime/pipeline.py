@@ -17,12 +17,19 @@ STAGES = ("decode", "detect", "classify", "track", "output")
 
 @dataclass
 class Face:
-    index: int
+    """One face in a frame: its box, the detector's score, the top emotion and every class probability."""
+
+    index: int  # position in the frame's list, best detector score first
     box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
-    score: float
-    label: str
-    probs: dict[str, float]
-    track: int | None = None
+    score: float  # detector confidence
+    label: str  # the most probable class
+    probs: dict[str, float]  # class name -> probability (smoothed over time when tracked)
+    track: int | None = None  # stable id across frames of a video or camera (None for single images)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict: ``face``, ``track``, ``box`` [x, y, w, h], ``score``, ``label``, ``probs``."""
+        return {"face": self.index, "track": self.track, "box": list(self.box), "score": self.score,
+                "label": self.label, "probs": dict(self.probs)}
 
 
 class EmotionPipeline:

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from .classifier import MAX_BATCH
+from .errors import FerEdgeError
 from .metadata import ModelMeta
 
 
@@ -64,3 +65,30 @@ class FaceBatcher:
                 np.multiply(self._bgr[:n, :, :, src], self._scale[0, c, 0, 0], out=out[:, c])
         out += self._bias
         return out
+
+
+def check_image(image: object, what: str = "image") -> np.ndarray:
+    """``image`` as a C-contiguous BGR uint8 (H, W, 3) array, or a FerEdgeError saying in one sentence why not."""
+    if image is None:
+        raise FerEdgeError(f"no {what} given (None); pass a BGR uint8 array of shape (H, W, 3) or an image path")
+    if not isinstance(image, np.ndarray):
+        raise FerEdgeError(f"the {what} is of type {type(image).__name__}, not a BGR uint8 numpy array or an "
+                           "image path")
+    if image.size == 0:
+        raise FerEdgeError(f"the {what} is empty (shape {image.shape})")
+    if image.dtype != np.uint8:
+        raise FerEdgeError(f"the {what} has dtype {image.dtype}, not uint8 (0..255 BGR pixels)")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise FerEdgeError(f"the {what} has shape {image.shape}, not (H, W, 3) BGR; convert gray or BGRA images "
+                           "with cv2.cvtColor first")
+    return np.ascontiguousarray(image)
+
+
+def normalize_crops(meta: ModelMeta, crops: list[np.ndarray]) -> np.ndarray:
+    """(N, C, H, W) float32 classifier inputs for BGR uint8 face crops of any sizes, each taken whole."""
+    batcher = FaceBatcher(meta, crop_margin=0.0, max_faces=1)
+    out = np.empty((len(crops), meta.channels, *meta.input_size), np.float32)
+    for i, crop in enumerate(crops):
+        h, w = crop.shape[:2]
+        out[i] = batcher(crop, np.array([[0, 0, w, h]], np.int32))[0]
+    return out

@@ -1,0 +1,207 @@
+"""The Python API: find every face in an image, video or camera and classify its emotion.
+
+Example (the README's; ``group.jpg`` is any photo with faces)::
+
+    from fer_edge import EmotionRecognizer
+
+    recognizer = EmotionRecognizer()                 # the shipped model and the shipped YuNet detector
+    for face in recognizer.detect("group.jpg"):      # a path, or a BGR uint8 array from cv2.imread
+        print(face.box, face.label, round(face.probs[face.label], 2))
+
+Torch-free: this module uses only the runtime (OpenCV, ONNX Runtime / OpenVINO). ``fer-edge run`` is
+built on it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from fer_edge.runtime.classifier import MAX_BATCH, EmotionClassifier, load_classifier
+from fer_edge.runtime.detectors import FaceDetector, create_detector
+from fer_edge.runtime.errors import FerEdgeError
+from fer_edge.runtime.models import classifier_path
+from fer_edge.runtime.pipeline import EmotionPipeline, Face, RunStats, run_loop
+from fer_edge.runtime.preprocess import check_image, normalize_crops
+from fer_edge.runtime.sources import (
+    IMAGE_SUFFIXES,
+    ImageSource,
+    VideoSource,
+    list_images,
+    read_image,
+)
+from fer_edge.runtime.tracker import FaceTracker
+
+ImageLike = Union[np.ndarray, str, os.PathLike]
+SourceLike = Union[int, str, os.PathLike]
+SOURCE_KINDS = ("camera", "video", "image", "images")
+
+__all__ = ["EmotionRecognizer", "Face", "FerEdgeError", "FrameResult"]
+
+
+@dataclass
+class FrameResult:
+    """The faces of one frame from :meth:`EmotionRecognizer.stream`.
+
+    ``image`` is the decoded BGR frame; for video and camera input the next frame overwrites it (copy what you keep).
+    """
+
+    index: int
+    time_s: float
+    source: str
+    image: np.ndarray
+    faces: list[Face]
+
+    def to_dict(self) -> dict:
+        """``source``, ``frame``, ``time_s`` and ``faces`` (each :meth:`Face.to_dict`), JSON-ready."""
+        return {"source": self.source, "frame": self.index, "time_s": self.time_s,
+                "faces": [f.to_dict() for f in self.faces]}
+
+
+def load_image(image: ImageLike, what: str = "image") -> np.ndarray:
+    """A BGR uint8 (H, W, 3) array from an array or an image file path; FerEdgeError otherwise."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(Path(image).expanduser())
+    return check_image(image, what)
+
+
+class EmotionRecognizer:
+    """Face detector + emotion classifier, loaded once and used for images, crops, videos and cameras.
+
+    Args:
+        model: None for the classifier shipped with fer-edge, a shipped model's name (``"emotion_int8"``), or a
+            classifier file (``.onnx``, OpenVINO ``.xml``) from ``fer-edge export``.
+        detector: ``"yunet"`` (shipped in the package) or ``"res10"`` (``fer-edge models fetch``).
+
+    Keyword options: ``backend`` (``"onnxruntime"``/``"openvino"``; default from the file), ``threads``,
+    ``detector_model`` / ``detector_config`` (detector files), ``score_threshold`` (detector confidence),
+    ``min_face`` (smallest face side, px), ``detect_size`` (longest side frames are scaled to for detection;
+    0 = full size), ``crop_margin`` (default: the model's), ``smooth`` (weight of the newest frame when a video
+    or camera is smoothed per tracked face, in (0, 1]; None turns tracking and smoothing off).
+
+    Example::
+
+        >>> from fer_edge import EmotionRecognizer
+        >>> recognizer = EmotionRecognizer()
+        >>> faces = recognizer.detect("group.jpg")            # doctest: +SKIP
+        >>> [f.label for f in faces]                          # doctest: +SKIP
+        ['happy', 'neutral', ...]
+
+    Every problem with the input or the model files raises :class:`FerEdgeError` with one sentence.
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, detector: str = "yunet", *,
+                 backend: str | None = None, threads: int | None = None,
+                 detector_model: str | os.PathLike | None = None, detector_config: str | os.PathLike | None = None,
+                 score_threshold: float | None = None, min_face: int = 20, detect_size: int | None = None,
+                 crop_margin: float | None = None, smooth: float | None = 0.5):
+        if smooth is not None and not 0.0 < smooth <= 1.0:
+            raise FerEdgeError(f"smooth {smooth} is outside (0, 1] (None turns smoothing off)")
+        if crop_margin is not None and not -0.25 <= crop_margin <= 1.0:
+            raise FerEdgeError(f"crop margin {crop_margin} is outside [-0.25, 1]")
+        if threads is not None and threads < 1:
+            raise FerEdgeError(f"threads {threads} is not a positive integer")
+        self.detector_name = detector
+        self.crop_margin = crop_margin
+        self.smooth = smooth
+        # The classifier first: a missing model fails before anything else is opened.
+        self.classifier: EmotionClassifier = load_classifier(classifier_path(model, backend), backend, threads)
+        self.detector: FaceDetector = create_detector(
+            detector, None if detector_model is None else os.fspath(detector_model),
+            None if detector_config is None else os.fspath(detector_config),
+            score_threshold=score_threshold, min_face=min_face,
+            max_side=-1 if detect_size is None else (detect_size or None))
+        self._still = EmotionPipeline(self.detector, self.classifier, crop_margin, None)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The classifier's class names, in output order."""
+        return self.classifier.classes
+
+    def detect(self, image: ImageLike) -> list[Face]:
+        """Every face in one image (a BGR uint8 array or an image file path), best detector score first."""
+        return self._still.process(load_image(image))
+
+    def classify(self, crops: ImageLike | Iterable[ImageLike]) -> list[Face]:
+        """Emotions of faces the caller already cropped: one crop (array or path), a list of them, or an
+        (N, H, W, 3) array. Each crop is taken whole (no margin); each result's box is the whole crop and
+        its score 1.0."""
+        if isinstance(crops, np.ndarray) and crops.ndim == 4:
+            items = list(crops)
+        elif crops is None or isinstance(crops, (np.ndarray, str, os.PathLike)):
+            items = [crops]
+        else:
+            items = list(crops)
+        images = [load_image(c, f"crop {i}") for i, c in enumerate(items)]
+        if not images:
+            return []
+        batch = normalize_crops(self.classifier.meta, images)
+        classes = self.classes
+        faces: list[Face] = []
+        for start in range(0, len(images), MAX_BATCH):
+            probs = self.classifier.predict(batch[start:start + MAX_BATCH])
+            for j, p in enumerate(probs):
+                i = start + j
+                h, w = images[i].shape[:2]
+                faces.append(Face(i, (0, 0, w, h), 1.0, classes[int(p.argmax())], dict(zip(classes, p.tolist()))))
+        return faces
+
+    def open_source(self, source: SourceLike, kind: str | None = None) -> VideoSource | ImageSource:
+        """A frame source: a camera index, a video file or URL, one image, or a folder of images.
+
+        ``kind`` (one of ``camera``, ``video``, ``image``, ``images``) forces the reading; by default an int
+        is a camera, a folder is an image folder, a file with an image suffix one image, anything else a video.
+        A single image is decoded once here so that a bad file fails before any output is created.
+        """
+        if kind is None:
+            if isinstance(source, (int, np.integer)) and not isinstance(source, bool):
+                kind = "camera"
+            else:
+                text = os.fspath(source)
+                p = Path(text).expanduser()
+                kind = ("video" if "://" in text else "images" if p.is_dir()
+                        else "image" if p.suffix.lower() in IMAGE_SUFFIXES else "video")
+        if kind == "camera":
+            return VideoSource(int(source), is_camera=True)
+        if kind == "video":
+            return VideoSource(os.fspath(source))
+        if kind == "images":
+            return ImageSource(list_images(os.fspath(source)), skip_bad=True)
+        if kind == "image":
+            path = Path(os.fspath(source)).expanduser()
+            read_image(path)
+            return ImageSource([path], skip_bad=False)
+        raise FerEdgeError(f"unknown source kind '{kind}' (choose from {', '.join(SOURCE_KINDS)})")
+
+    def pipeline(self, source: VideoSource | ImageSource | None = None) -> EmotionPipeline:
+        """A detector + classifier pipeline for ``source``: with a tracker (ids, smoothing) for video and camera."""
+        streaming = isinstance(source, VideoSource)
+        tracker = FaceTracker(alpha=self.smooth) if streaming and self.smooth is not None else None
+        return EmotionPipeline(self.detector, self.classifier, self.crop_margin, tracker)
+
+    def stream(self, source: SourceLike, max_frames: int | None = None) -> Iterator[FrameResult]:
+        """Per-frame results for a camera index, a video path or URL, an image, or an image folder.
+
+        Video and camera faces carry ``track`` ids and smoothed probabilities. The source is closed when the
+        iteration ends or the generator is closed. Unreadable files in a folder are reported and skipped.
+        """
+        src = self.open_source(source)
+        pipe = self.pipeline(src)
+        try:
+            for n, frame in enumerate(src, 1):
+                yield FrameResult(frame.index, frame.time_s, frame.source, frame.image, pipe.process(frame.image))
+                if max_frames and n >= max_frames:
+                    break
+        finally:
+            src.close()
+
+    def run(self, source: VideoSource | ImageSource, sinks: list, draw: bool = False,
+            max_frames: int | None = None, on_frame: Callable[[RunStats], None] | None = None) -> RunStats:
+        """The frame loop of ``fer-edge run``: every frame of ``source`` through the pipeline into ``sinks``
+        (closed by the caller), with per-stage timings. Ctrl-C ends it cleanly (``stats.interrupted``)."""
+        return run_loop(source, self.pipeline(source), sinks, draw=draw, max_frames=max_frames, on_frame=on_frame)

@@ -41,7 +41,7 @@ def _add_run(sub) -> None:
     m.add_argument("--threads", type=positive_int, metavar="N", help="classifier threads (default: the backend's)")
     m.add_argument("--detector", choices=("yunet", "res10"), default="yunet", help="face detector (default yunet)")
     m.add_argument("--detector-model", metavar="PATH", help="face detector file (default: searched in "
-                   "$FER_EDGE_HOME/models, then the user cache)")
+                   "$FER_EDGE_HOME/models, then the user cache, then (yunet) the package)")
     m.add_argument("--detector-config", metavar="PATH", help="res10 only: .prototxt / .pbtxt beside the model")
     d = p.add_argument_group("detection and smoothing")
     d.add_argument("--score-threshold", type=float, metavar="X",
@@ -70,9 +70,10 @@ def _add_models(sub) -> None:
     msub = p.add_subparsers(dest="models_cmd", required=True, parser_class=_Parser)
     msub.add_parser("list", help="where each model file is found, or that it is missing")
     f = msub.add_parser("fetch", help="download official model files and verify their SHA-256")
-    f.add_argument("names", nargs="*", help="assets to fetch (default: all)")
+    f.add_argument("names", nargs="*", help="assets to fetch (default: all but the YuNet shipped in the package)")
     f.add_argument("--dir", metavar="DIR", help="models folder (default: $FER_EDGE_HOME/models or the user cache)")
-    f.add_argument("--mirror", metavar="URL", help="fetch <URL>/<relative path> instead of the upstream URLs")
+    f.add_argument("--mirror", metavar="DIR_OR_URL", help="fetch <DIR_OR_URL>/<relative path> instead of the "
+                   "upstream URLs (a local folder, file://, http(s)://)")
     f.add_argument("--force", action="store_true", help="download even when a verified copy exists")
     p.set_defaults(func=_cmd_models)
 
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_models(args) -> int:
+    import os
     from pathlib import Path
 
     from fer_edge.runtime import assets
@@ -106,10 +108,16 @@ def _cmd_models(args) -> int:
     if args.models_cmd == "list":
         for name in assets.ASSETS:
             found = assets.locate(name)
-            print(f"{name:22s} {found if found else 'missing (' + assets.FETCH_HINT + ' ' + name + ')'}")
-        print("searched: " + ", ".join(str(d) for d in assets.search_dirs()))
+            if found is None:
+                where = f"missing ({assets.FETCH_HINT} {name})"
+            elif not os.access(found, os.R_OK):
+                where = f"{found} (exists but this user cannot read it)"
+            else:
+                where = f"{found}{' (shipped in the package)' if found == assets.packaged_path(name) else ''}"
+            print(f"{name:22s} {where}")
+        print("searched: " + ", ".join(str(d) for d in assets.search_dirs()) + ", then the package")
         return EXIT_OK
-    names = args.names or list(assets.ASSETS)
+    names = args.names or assets.default_fetch_names()
     unknown = [n for n in names if n not in assets.ASSETS]
     if unknown:
         raise FerEdgeError(f"unknown model file '{unknown[0]}' (choose from {', '.join(assets.ASSETS)})")

@@ -1,7 +1,8 @@
 """Model files the runtime uses: where they live, where they come from, and their pinned checksums.
 
 Files are found, never guessed: an explicit path wins, then ``$FER_EDGE_HOME/models/<relpath>``,
-then the per-user cache ``~/.cache/fer-edge/models/<relpath>`` (``$XDG_CACHE_HOME`` respected).
+then the per-user cache ``~/.cache/fer-edge/models/<relpath>`` (``$XDG_CACHE_HOME`` respected),
+then, for YuNet, the copy shipped inside the package (``fer_edge/assets/``).
 Nothing is downloaded unless the user runs ``fer-edge models fetch``.
 """
 
@@ -19,6 +20,10 @@ from pathlib import Path
 from .errors import FerEdgeError
 
 FETCH_HINT = "fer-edge models fetch"
+OFFLINE_ROUTES = ("offline, use --mirror DIR_OR_URL (a folder or server holding the files at their paths below "
+                  "models/), put the file under $FER_EDGE_HOME/models/, or pass it to 'fer-edge run' with "
+                  "--detector-model PATH")
+FILE_MODE = 0o644  # fetched files are readable by every user of a shared models folder
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class Asset:
     url: str  # official upstream location
     sha256: str
     size: int  # bytes, for progress only
+    packaged: bool = False  # a verified copy ships in fer_edge/assets/ (found last, never fetched by default)
 
 
 _OPENCV_RAW = "https://raw.githubusercontent.com/opencv"
@@ -43,6 +49,15 @@ ASSETS: dict[str, Asset] = {
             "face_detection_yunet_2023mar.onnx",
             "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
             232589,
+            packaged=True,
+        ),
+        Asset(  # the YuNet that OpenCV 4.5.4-4.7 (Debian 12 / Raspberry Pi OS: 4.6) can load
+            "yunet-2022mar",
+            "face_detectors/yunet/face_detection_yunet_2022mar.onnx",
+            "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
+            "face_detection_yunet_2022mar.onnx",
+            "50ef07f702a31741ca46a4c0d947773b64143b9362780237bf0d427d6c79bab7",
+            345478,
         ),
         Asset(
             "res10-caffe-prototxt",
@@ -100,14 +115,38 @@ def default_fetch_dir() -> Path:
     return search_dirs()[0]
 
 
+def packaged_path(name: str) -> Path | None:
+    """The copy of asset ``name`` shipped inside the package, or None."""
+    if not ASSETS[name].packaged:
+        return None
+    from importlib import resources
+
+    p = Path(str(resources.files("fer_edge") / "assets")) / Path(ASSETS[name].relpath).name
+    return p if p.is_file() else None
+
+
+def default_fetch_names() -> list[str]:
+    """What ``fer-edge models fetch`` gets without names: every asset not shipped in the package."""
+    return [n for n, a in ASSETS.items() if not a.packaged]
+
+
 def locate(name: str) -> Path | None:
-    """The first existing copy of asset ``name``, or None."""
+    """The first existing copy of asset ``name`` (the model folders, then the package), or None."""
     rel = ASSETS[name].relpath
     for d in search_dirs():
         p = d / rel
         if p.is_file():
             return p
-    return None
+    return packaged_path(name)
+
+
+def check_readable(path: Path) -> Path:
+    """``path`` if this user can read it; else a FerEdgeError saying that it exists but cannot be read."""
+    if not os.access(path, os.R_OK):
+        mode = path.stat().st_mode & 0o777
+        raise FerEdgeError(f"model file {path} exists but this user cannot read it (mode {mode:04o}); "
+                           f"make it readable (chmod a+r) or fetch a copy of your own")
+    return path
 
 
 def resolve(name: str, explicit: str | os.PathLike | None = None) -> Path:
@@ -116,10 +155,10 @@ def resolve(name: str, explicit: str | os.PathLike | None = None) -> Path:
         p = Path(explicit).expanduser()
         if not p.is_file():
             raise FerEdgeError(f"model file {p} does not exist")
-        return p
+        return check_readable(p)
     found = locate(name)
     if found is not None:
-        return found
+        return check_readable(found)
     rel = ASSETS[name].relpath
     looked = ", ".join(str(d / rel) for d in search_dirs())
     raise FerEdgeError(
@@ -136,12 +175,19 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def mirror_url(mirror: str, relpath: str) -> str:
+    """``<mirror>/<relpath>`` as a URL; a mirror without a scheme is a local folder."""
+    if "://" not in mirror:
+        return (Path(mirror).expanduser().resolve() / relpath).as_uri()
+    return f"{mirror.rstrip('/')}/{relpath}"
+
+
 def fetch(name: str, dest_dir: Path | None = None, mirror: str | None = None, force: bool = False,
           log=print) -> Path:
     """Download asset ``name`` into ``dest_dir`` and verify its SHA-256.
 
-    ``mirror`` replaces the upstream URL by ``<mirror>/<relpath>`` (any urllib URL, file:// too).
-    A checksum mismatch deletes the download and raises.
+    ``mirror`` replaces the upstream URL by ``<mirror>/<relpath>``: any urllib URL (file:// too) or a plain
+    folder. A checksum mismatch deletes the download and raises. The file is saved readable by all (0644).
     """
     asset = ASSETS[name]
     dest = Path(dest_dir or default_fetch_dir()) / asset.relpath
@@ -150,7 +196,7 @@ def fetch(name: str, dest_dir: Path | None = None, mirror: str | None = None, fo
             log(f"{name}: already present at {dest}")
             return dest
         log(f"{name}: {dest} has the wrong checksum; downloading it again")
-    url = f"{mirror.rstrip('/')}/{asset.relpath}" if mirror else asset.url
+    url = mirror_url(mirror, asset.relpath) if mirror else asset.url
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -163,13 +209,14 @@ def fetch(name: str, dest_dir: Path | None = None, mirror: str | None = None, fo
             with urllib.request.urlopen(url, timeout=60) as r, os.fdopen(fd, "wb") as f:
                 shutil.copyfileobj(r, f, 1 << 20)
         except (OSError, ValueError) as e:
-            raise FerEdgeError(f"{name}: download from {url} failed ({e})")
+            raise FerEdgeError(f"{name}: download from {url} failed ({e}); {OFFLINE_ROUTES}")
         got = sha256_of(tmp)
         if got != asset.sha256:
             raise FerEdgeError(
                 f"{name}: checksum mismatch for {url} (expected sha256 {asset.sha256}, got {got}); "
                 "the download was deleted"
             )
+        os.chmod(tmp, FILE_MODE)  # mkstemp made it 0600: other users would see a file they cannot load
         os.replace(tmp, dest)
         log(f"{name}: saved {dest} (sha256 verified)")
         return dest

@@ -107,8 +107,8 @@ class YuNetDetector(FaceDetector):
         except (cv2.error, AttributeError) as e:
             need = " (YuNet's 2023mar model needs OpenCV 4.8 or newer)" if opencv_version() < (4, 8) else ""
             raise FerEdgeError(
-                f"cannot load the YuNet face detector from {self.model_path}: not a valid YuNet ONNX file "
-                f"for OpenCV {cv2.__version__}{need}"
+                f"cannot load the YuNet face detector from {self.model_path}: the file exists but is not a valid "
+                f"YuNet ONNX file for OpenCV {cv2.__version__}{need}"
             ) from e
 
     def _on_input_size(self, shape: tuple[int, ...]) -> None:
@@ -154,8 +154,8 @@ class Res10Detector(FaceDetector):
                 self._net = cv2.dnn.readNetFromTensorflow(str(self.model_path), str(self.config_path))
         except cv2.error as e:
             raise FerEdgeError(
-                f"cannot load the res10 face detector from {self.model_path} + {self.config_path.name}: "
-                f"corrupt or not a res10 {self.form} model"
+                f"cannot load the res10 face detector from {self.model_path} + {self.config_path.name}: the files "
+                f"exist but are corrupt or not a res10 {self.form} model"
             ) from e
         self._blob = np.empty((1, 3, 1, 1), np.float32)
 
@@ -190,6 +190,7 @@ def _res10_files(model: str | None, config: str | None) -> tuple[Path, Path]:
         m = Path(model).expanduser()
         if not m.is_file():
             raise FerEdgeError(f"res10 face detector file {m} does not exist")
+        assets.check_readable(m)
         if config is not None:
             return m, Path(config).expanduser()
         if m.suffix == ".caffemodel":
@@ -204,7 +205,7 @@ def _res10_files(model: str | None, config: str | None) -> tuple[Path, Path]:
     order = [caffe, tf] if opencv_reads_caffe() else [tf, caffe]
     for pair in order:
         if pair[0] and pair[1]:
-            return pair[0], pair[1]
+            return assets.check_readable(pair[0]), assets.check_readable(pair[1])
     name = "res10-caffe-model" if opencv_reads_caffe() else "res10-tf-model"
     assets.resolve(name)  # raises with where it looked and how to fetch
     raise AssertionError("unreachable")

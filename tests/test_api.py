@@ -34,7 +34,8 @@ def test_readme_example_labels_the_six_faces(tmp_path):
     code = readme_python_example()
     assert "group.jpg" in code
     code = code.replace("group.jpg", str(GROUP))
-    p = run_cli(python_code=code, timeout=300)
+    empty = {"FER_EDGE_HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "cache")}  # nothing fetched
+    p = run_cli(python_code=code, env=empty, timeout=300)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert len(lines) == 6, p.stdout

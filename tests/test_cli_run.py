@@ -202,10 +202,10 @@ def test_bad_input_one_line_no_traceback(tmp_path, tiny_onnx, case):
         args, frags = ["--images", str(tmp_path / "e"), *m], ["holds no image files"]
     elif case == "bad_smooth":
         args, frags = ["--video", WOMAN, "--smooth", "1.5", *m], ["--smooth"]
-    elif case == "missing_detector":
+    elif case == "missing_detector":  # YuNet ships in the package; res10 must be fetched
         env = {"FER_EDGE_HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-        args, frags = ["--image", GROUP, *m], ["face_detection_yunet_2023mar.onnx", str(tmp_path / "home"),
-                                               "fer-edge models fetch yunet"]
+        args, frags = ["--image", GROUP, "--detector", "res10", *m], ["res10", str(tmp_path / "home"),
+                                                                      "fer-edge models fetch res10-"]
     elif case == "corrupt_detector":
         (tmp_path / "y.onnx").write_bytes(b"junk")
         args, frags = ["--image", GROUP, "--detector-model", str(tmp_path / "y.onnx"), *m], ["y.onnx"]

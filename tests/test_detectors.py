@@ -139,11 +139,12 @@ def test_res10_default_files_follow_opencv_version():
 def test_missing_and_corrupt_detector_files(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_EDGE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert create_detector("yunet").model_path == assets.packaged_path("yunet")  # shipped: never missing
     with pytest.raises(FerEdgeError) as e:
-        create_detector("yunet")
+        create_detector("res10")
     msg = str(e.value)
-    assert "face_detection_yunet_2023mar.onnx" in msg and str(tmp_path / "home") in msg
-    assert str(tmp_path / "cache") in msg and "fer-edge models fetch yunet" in msg
+    assert "res10" in msg and str(tmp_path / "home") in msg
+    assert str(tmp_path / "cache") in msg and "fer-edge models fetch res10-" in msg
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model at all")
     with pytest.raises(FerEdgeError, match="cannot load the YuNet"):
@@ -158,5 +159,5 @@ def test_missing_and_corrupt_detector_files(tmp_path, monkeypatch):
 
 
 def test_assets_layout_matches_shared():
-    for name in assets.ASSETS:
+    for name in ("yunet", "res10-caffe-prototxt", "res10-caffe-model", "res10-tf-model", "res10-tf-config"):
         assert assets.locate(name) is not None, name

@@ -84,15 +84,21 @@ def format_report(m: dict[str, Any], digits: int = 4) -> str:
     return "\n".join(lines)
 
 
-def save_confusion_png(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLike, title: str = "") -> Path:
-    """Row-normalised confusion matrix (true class per row) with class names and cell values."""
+PNG_NEEDS = "matplotlib is not installed (pip install matplotlib, or 'fer-edge[train]')"
+
+
+def save_confusion_png(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLike,
+                       title: str = "") -> Path | None:
+    """Row-normalised confusion matrix (true class per row) with class names and cell values.
+
+    Returns None, writing nothing, where matplotlib is not installed (it is not in the runtime install)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise FerEdgeError("writing the confusion matrix PNG needs matplotlib (pip install 'fer-edge[train]')")
+        return None
     cm = np.asarray(cm, np.float64)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
@@ -251,6 +257,15 @@ def evaluate(model_path: str | os.PathLike | Sequence[str | os.PathLike], data: 
         print(f"model: {model_path} ({', '.join(c.backend for c in clfs)})\ndata:  {ds.source} ({m['n']} faces)"
               f"\nTTA:   {tta or 'none'}\n")
         print(format_report(m))
+    if json_path:
+        doc = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "per_class": m["per_class"],
+               "confusion": m["confusion"], "n": m["n"], "tta": tta, "model": str(model_path), "data": ds.source}
+        try:
+            jp = Path(json_path).expanduser()
+            jp.parent.mkdir(parents=True, exist_ok=True)
+            jp.write_text(json.dumps(doc, indent=1))
+        except OSError as e:
+            raise FerEdgeError(f"cannot write {json_path} ({e.strerror or e})")
     mp = Path(paths[0]).expanduser()
     if confusion_path is None:
         base = Path(out_dir).expanduser() if out_dir else mp.parent
@@ -261,16 +276,10 @@ def evaluate(model_path: str | os.PathLike | Sequence[str | os.PathLike], data: 
             (f", TTA {tta}" if tta else "")
         try:
             p = save_confusion_png(cm, classes, confusion_path, title)
-            log(f"fer-edge: confusion matrix -> {p}")
         except OSError as e:
             raise FerEdgeError(f"cannot write the confusion matrix {confusion_path} ({e.strerror or e})")
-    if json_path:
-        doc = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "per_class": m["per_class"],
-               "confusion": m["confusion"], "n": m["n"], "tta": tta, "model": str(model_path), "data": ds.source}
-        try:
-            jp = Path(json_path).expanduser()
-            jp.parent.mkdir(parents=True, exist_ok=True)
-            jp.write_text(json.dumps(doc, indent=1))
-        except OSError as e:
-            raise FerEdgeError(f"cannot write {json_path} ({e.strerror or e})")
+        if p is None:
+            log(f"fer-edge: confusion matrix PNG skipped: {PNG_NEEDS}")
+        else:
+            log(f"fer-edge: confusion matrix -> {p}")
     return m

@@ -96,6 +96,32 @@ def test_evaluate_onnx_without_torch(subset, tiny_onnx, tmp_path):
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_evaluate_without_matplotlib_writes_report_and_json(subset, tiny_onnx, tmp_path):
+    """The runtime-only install has no matplotlib: the report and --json are written, the PNG is skipped, exit 0."""
+    out_json, png = tmp_path / "e.json", tmp_path / "cm.png"
+    code = ("import sys; sys.modules['matplotlib'] = None; sys.modules['torch'] = None\n"
+            "from fer_edge.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    r = run_cli("evaluate", str(tiny_onnx), "--data", str(subset / "val"), "--json", str(out_json),
+                "--confusion", str(png), python_code=code)
+    assert r.returncode == 0, r.stderr
+    assert "macro avg" in r.stdout and "Traceback" not in r.stderr
+    skipped = [ln for ln in r.stderr.splitlines() if "PNG skipped" in ln]
+    assert len(skipped) == 1 and "pip install matplotlib" in skipped[0], r.stderr
+    assert json.loads(out_json.read_text())["n"] == 56
+    assert not png.exists()
+
+
+def test_matplotlib_stays_out_of_the_base_install():
+    import re
+
+    from conftest import REPO
+
+    text = (REPO / "pyproject.toml").read_text()
+    deps = re.search(r"^dependencies = \[(.*?)^\]", text, re.S | re.M).group(1)
+    assert "matplotlib" not in deps
+
+
 def test_evaluate_ir_and_root_folder_and_tta(subset, tiny_onnx, tiny_ir, tmp_path):
     from fer_edge.evaluate import evaluate
 

@@ -97,8 +97,9 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
                   videos: list[str] | None = None, out: str = "benchmark-results", threads: int | None = None,
                   quick: bool = False, rounds: int | None = None, command: str | None = None, log=None,
                   peer_fer: str | None = None) -> dict[str, Any]:
-    from fer_edge.evaluate import confusion_from_labels, metrics_from_confusion, predict_faces
+    from fer_edge.evaluate import predict_faces
     from fer_edge.machine import machine_summary
+    from fer_edge.metrics import confusion_from_labels, metrics_from_confusion
 
     from .e2e import classify_matches, detected_crops, detector_latency, paste_faces, read_frames, run_loop_fps
     from .pareto import pareto_front, plot_tradeoff
@@ -131,7 +132,7 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
         timespec="seconds"), "quick": quick, "machine": machine_summary(threads)}
 
     # --- accuracy on the labelled split --------------------------------------------------------------
-    from fer_edge.train.data import resolve_eval_data
+    from fer_edge.data import resolve_eval_data
 
     meta = subjects[0].classifier.meta
     ds = resolve_eval_data(str(data_path), tuple(meta.classes), None, size=None, log=log,
@@ -169,7 +170,7 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
 
     # --- classifier latency (interleaved) and throughput ------------------------------------------------
     log(f"[2/5] classifier latency at batch 1: {rounds} interleaved rounds of {calls} calls")
-    from fer_edge.export.faces import normalized_faces
+    from fer_edge.runtime.preprocess import normalized_faces
 
     # each model gets faces at its own input size and channel count
     xs = [normalized_faces(s.classifier.meta, ds.images[:256]) for s in subjects]

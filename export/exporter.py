@@ -31,7 +31,7 @@ def default_name(checkpoint: Path) -> str:
 
 
 def _val_data(data: str | None, manifest: dict | None, classes, input_size, limit: int | None, log):
-    from fer_edge.train.data import resolve_eval_data
+    from fer_edge.data import resolve_eval_data
 
     if data is None and manifest is not None and (Path(manifest["root"]) / "val").is_dir():
         data = str(Path(manifest["root"]) / "val")
@@ -52,10 +52,10 @@ def run_export(checkpoint: str | os.PathLike, req: ExportRequest, out: str | Non
 
     from fer_edge.runtime.classifier import load_classifier
     from fer_edge.runtime.metadata import ModelMeta
+    from fer_edge.runtime.preprocess import normalized_faces
     from fer_edge.train.checkpoint import load_checkpoint, runtime_meta
 
     from .calibration import load_calibration
-    from .faces import normalized_faces
     from .metadata import set_onnx_metadata, set_openvino_metadata
     from .onnx_export import onnx_parity, simplify_and_check, torch_to_onnx
 

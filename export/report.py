@@ -46,7 +46,7 @@ def predict_all(predict, inputs: np.ndarray, batch: int = 64) -> np.ndarray:
 
 def measure(kind: str, path: Path, predict, inputs: np.ndarray, labels: np.ndarray, classes,
             reference: np.ndarray | None) -> tuple[ArtifactRow, np.ndarray]:
-    from fer_edge.evaluate import confusion_from_labels, metrics_from_confusion
+    from fer_edge.metrics import confusion_from_labels, metrics_from_confusion
 
     probs = predict_all(predict, inputs)
     pred = probs.argmax(1)

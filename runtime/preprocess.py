@@ -92,3 +92,27 @@ def normalize_crops(meta: ModelMeta, crops: list[np.ndarray]) -> np.ndarray:
         h, w = crop.shape[:2]
         out[i] = batcher(crop, np.array([[0, 0, w, h]], np.int32))[0]
     return out
+
+
+def stack_faces(images: np.ndarray, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Gray uint8 face crops (N, h, w) as one tall BGR frame (N*h, w, 3), optionally mirrored left-right, and
+    each face's whole rectangle ``[x0, y0, x1, y1]`` in it: the input :class:`FaceBatcher` crops from."""
+    n, h, w = images.shape
+    faces = images[:, :, ::-1] if flip else images
+    frame = cv2.cvtColor(np.ascontiguousarray(faces.reshape(n * h, w)), cv2.COLOR_GRAY2BGR)
+    rects = np.zeros((n, 4), np.int32)
+    rects[:, 1] = np.arange(n) * h
+    rects[:, 2] = w
+    rects[:, 3] = rects[:, 1] + h
+    return frame, rects
+
+
+def normalized_faces(meta: ModelMeta, images: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """(N, C, H, W) float32 inputs for gray uint8 face crops (N, h, w), each taken whole as the face."""
+    n = len(images)
+    batcher = FaceBatcher(meta, max_faces=chunk)
+    out = np.empty((n, meta.channels, *meta.input_size), np.float32)
+    for start in range(0, n, chunk):
+        frame, rects = stack_faces(images[start : start + chunk])
+        out[start : start + len(rects)] = batcher(frame, rects)
+    return out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fer_edge.classes import EMOTIONS
-from fer_edge.evaluate import confusion_from_labels, format_report, metrics_from_confusion
+from fer_edge.metrics import confusion_from_labels, format_report, metrics_from_confusion
 
 from conftest import assert_clean_error, run_cli
 from model_factory import default_meta, make_onnx
@@ -149,9 +149,9 @@ def test_evaluate_fer2013_csv(subset, tiny_onnx, tmp_path):
 
 def test_evaluate_checkpoint_matches_torch(subset, tmp_path):
     torch = pytest.importorskip("torch")
+    from fer_edge.data import read_image_folder
     from fer_edge.evaluate import evaluate
     from fer_edge.train.checkpoint import FORMAT, load_checkpoint, make_model_card, save_checkpoint
-    from fer_edge.train.data import read_image_folder
     from fer_edge.train.models import build_model, model_kwargs_for
 
     torch.manual_seed(0)
@@ -200,8 +200,8 @@ def test_evaluate_bad_inputs(subset, tiny_onnx, tmp_path):
 
 def test_evaluate_an_ensemble_averages_the_models_probabilities(subset, tiny_onnx, tmp_path):
     """Several MODELs: the probabilities of each (at its own input size and channels) are averaged."""
+    from fer_edge.data import resolve_eval_data
     from fer_edge.evaluate import evaluate, load_model, predict_faces
-    from fer_edge.train.data import resolve_eval_data
 
     rgb64 = make_onnx(tmp_path / "rgb64.onnx", default_meta(channels=3, size=64, color="rgb"), channels=3, size=64,
                       seed=3)

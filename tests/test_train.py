@@ -13,11 +13,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
+from fer_edge import data as D  # noqa: E402
 from fer_edge.classes import EMOTIONS  # noqa: E402
 from fer_edge.cli import main as cli_main  # noqa: E402
 from fer_edge.runtime.errors import FerEdgeError  # noqa: E402
 from fer_edge.runtime.metadata import ModelMeta  # noqa: E402
-from fer_edge.train import data as D  # noqa: E402
 from fer_edge.train import models as M  # noqa: E402
 from fer_edge.train.augment import AugmentConfig, BatchAugment, normalize, random_homographies, warp  # noqa: E402
 from fer_edge.train.checkpoint import META_FIELDS, load_checkpoint, runtime_meta  # noqa: E402

@@ -1,4 +1,4 @@
-"""Training for fer-edge (the ``[train]`` extra): data readers, models, augmentation, loop, checkpoints.
+"""Training for fer-edge (the ``[train]`` extra): models, augmentation, loop, checkpoints.
 
-Importing this package imports no torch; ``data`` is numpy/OpenCV only (evaluation of ONNX/IR uses it).
+Importing this package imports no torch. The face data readers live in :mod:`fer_edge.data`.
 """

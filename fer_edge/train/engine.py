@@ -25,12 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_edge.classes import EMOTIONS
-from fer_edge.evaluate import metrics_from_confusion
+from fer_edge.data import apply_ferplus, load_train_val
+from fer_edge.metrics import metrics_from_confusion
 from fer_edge.runtime.errors import FerEdgeError
 from fer_edge.train import models as M
 from fer_edge.train.augment import AugmentConfig, BatchAugment, normalize
 from fer_edge.train.checkpoint import FORMAT, make_model_card, read_checkpoint, save_checkpoint
-from fer_edge.train.data import apply_ferplus, load_train_val
 from fer_edge.train.distill import Teachers, distillation_loss
 
 SELECT_METRICS = ("accuracy", "macro_f1")

@@ -1,10 +1,12 @@
-"""The table of export formats and the options each accepts; arguments are validated before any work."""
+"""The table of export formats (what each stores, and the writer in :mod:`fer_edge.export.writers` that makes it)
+and the one export request, validated once, before any work."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from fer_edge.runtime.errors import FerEdgeError
+from fer_edge.runtime.metadata import MIN_CROP_MARGIN
 
 
 @dataclass(frozen=True)
@@ -15,15 +17,17 @@ class ExportFormat:
     quantize: tuple[str, ...]  # post-training quantization it supports
     runtime: str  # the runtime backend that runs it
     description: str
+    writer: str  # the function of fer_edge.export.writers that writes it
 
 
 FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
         ExportFormat("onnx", ".onnx", ("fp32",), ("int8",), "onnxruntime",
-                     "ONNX (opset 17, dynamic batch, simplified); INT8 = ONNX Runtime static QDQ, S8S8 (Arm, x86)"),
+                     "ONNX (opset 17, dynamic batch, simplified); INT8 = ONNX Runtime static QDQ, S8S8 (Arm, x86)",
+                     "write_onnx"),
         ExportFormat("openvino", ".xml", ("fp32", "fp16"), ("int8",), "openvino",
-                     "OpenVINO IR (.xml + .bin); INT8 = NNCF post-training quantization (x86)"),
+                     "OpenVINO IR (.xml + .bin); INT8 = NNCF post-training quantization (x86)", "write_openvino"),
     )
 }
 
@@ -34,15 +38,26 @@ NNCF_PRESETS = ("performance", "mixed")
 
 @dataclass(frozen=True)
 class ExportRequest:
+    """Everything ``fer-edge export`` was asked to do."""
+
     format: str
     precision: str = "fp32"
     quantize: str | None = None
     max_drop: float | None = None
-    calibration: str | None = None
-    preset: str | None = None
+    calibration: str | None = None  # manifest or dataset folder (INT8)
+    preset: str | None = None  # NNCF preset (OpenVINO INT8)
+    checkpoint: str | None = None  # the training checkpoint to export
+    out: str | None = None  # output folder (default: beside the checkpoint)
+    name: str | None = None  # artifact file stem (default: the run folder's name)
+    data: str | None = None  # labelled validation faces (default: val/ beside the calibration data)
+    calibration_root: str | None = None  # where the manifest's images are
+    val_limit: int | None = None  # measure on at most this many validation faces
+    threads: int | None = None
+    crop_margin: float | None = None  # the runtime crop margin to store (default: the checkpoint's)
 
     def validate(self) -> ExportRequest:
-        """Reject unknown formats and invalid combinations with one sentence, before any work starts."""
+        """Reject unknown formats, invalid combinations and out-of-range values with one sentence, before any
+        work starts."""
         fmt = FORMATS.get(self.format)
         if fmt is None:
             raise FerEdgeError(f"unknown export format '{self.format}' (choose from {', '.join(FORMATS)})")
@@ -72,6 +87,12 @@ class ExportRequest:
                 raise FerEdgeError(f"unknown --preset '{self.preset}' (choose from {', '.join(NNCF_PRESETS)})")
         if self.max_drop is not None and not 0.0 < self.max_drop < 1.0:
             raise FerEdgeError(f"--max-drop {self.max_drop} must lie in (0, 1) (an accuracy drop, 0.01 = 1 point)")
+        if self.val_limit is not None and self.val_limit < 10:
+            raise FerEdgeError("--val-limit must be at least 10")
+        if self.crop_margin is not None and not MIN_CROP_MARGIN <= self.crop_margin <= 1.0:
+            raise FerEdgeError(f"--crop-margin {self.crop_margin} is outside [{MIN_CROP_MARGIN}, 1]")
+        if not self.checkpoint:
+            raise FerEdgeError("give the training checkpoint to export")
         return self
 
     @property

@@ -48,23 +48,14 @@ def add_calibrate_parser(sub) -> None:
 
 
 def _cmd_export(args) -> int:
-    from fer_edge.export.formats import ExportRequest
-    from fer_edge.runtime.errors import FerEdgeError
-
-    req = ExportRequest(args.format, args.precision, args.quantize, args.max_drop, args.calibration,
-                        args.preset).validate()
-    if args.val_limit is not None and args.val_limit < 10:
-        raise FerEdgeError("--val-limit must be at least 10")
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise FerEdgeError("exporting a checkpoint needs torch (pip install 'fer-edge[train,export]')")
     from fer_edge.export.exporter import run_export
+    from fer_edge.export.formats import ExportRequest
 
-    if args.crop_margin is not None and not -0.25 <= args.crop_margin <= 1.0:
-        raise FerEdgeError(f"--crop-margin {args.crop_margin} is outside [-0.25, 1]")
-    report = run_export(args.checkpoint, req, args.out, args.name, args.data, args.calibration_root, args.val_limit,
-                        args.threads, crop_margin=args.crop_margin)
+    report = run_export(ExportRequest(
+        args.format, args.precision, args.quantize, args.max_drop, args.calibration, args.preset,
+        checkpoint=args.checkpoint, out=args.out, name=args.name, data=args.data,
+        calibration_root=args.calibration_root, val_limit=args.val_limit, threads=args.threads,
+        crop_margin=args.crop_margin))
     for a in report["artifacts"]:
         print(f"wrote {a}", file=sys.stderr)
     return 0

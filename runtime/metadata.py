@@ -1,13 +1,15 @@
-"""The ``fer_edge`` model card that travels inside every classifier file.
+"""The ``fer_edge`` model card that travels inside every classifier file and training checkpoint.
 
 It is stored as a JSON string under the metadata key ``fer_edge``: ONNX ``metadata_props`` and
 OpenVINO ``rt_info``. The runtime reads everything it needs from it and hard-codes nothing.
+:class:`ModelMeta` is the one schema: training writes its checkpoints' cards with it, export writes the
+files' metadata with it, the runtime reads them with it. ``schema`` is its version tag (absent = 1).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import FerEdgeError
@@ -18,6 +20,9 @@ COLOR_MODES = ("gray", "bgr", "rgb")
 # Negative margins shrink the square around a detector box: FER2013's crops are tighter than the square on
 # the longest side of a YuNet / res10 box (measured by `fer-edge benchmark` on pasted faces).
 MIN_CROP_MARGIN = -0.25
+SCHEMA_KEY = "schema"
+SCHEMA_VERSION = 1
+REQUIRED_FIELDS = ("classes", "input_size", "channels", "mean", "std", "crop_margin", "output")
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,13 @@ class ModelMeta:
         """Validate a decoded ``fer_edge`` object; raise FerEdgeError naming ``where``."""
         if not isinstance(d, dict):
             raise FerEdgeError(f"{where}: the '{METADATA_KEY}' metadata is not a JSON object")
-        missing = [k for k in ("classes", "input_size", "channels", "mean", "std", "crop_margin", "output")
-                   if k not in d]
+        version = d.get(SCHEMA_KEY, 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise FerEdgeError(f"{where}: the '{METADATA_KEY}' metadata has an invalid '{SCHEMA_KEY}' tag {version!r}")
+        if version > SCHEMA_VERSION:
+            raise FerEdgeError(f"{where}: its '{METADATA_KEY}' metadata is schema {version}, newer than this fer-edge "
+                               f"reads ({SCHEMA_VERSION}); upgrade fer-edge")
+        missing = [k for k in REQUIRED_FIELDS if k not in d]
         if missing:
             raise FerEdgeError(f"{where}: the '{METADATA_KEY}' metadata lacks {', '.join(missing)}")
         try:
@@ -73,8 +83,7 @@ class ModelMeta:
             problems.append(f"'color' must be one of {COLOR_MODES} ('gray' for 1 channel)")
         if problems:
             raise FerEdgeError(f"{where}: invalid '{METADATA_KEY}' metadata: {'; '.join(problems)}")
-        known = {"classes", "input_size", "channels", "mean", "std", "crop_margin", "output", "color"}
-        extra = {k: v for k, v in d.items() if k not in known}
+        extra = {k: v for k, v in d.items() if k not in META_FIELDS and k != SCHEMA_KEY}
         return cls(classes, input_size, channels, mean, std, crop_margin, output, color, extra)
 
     @classmethod
@@ -90,9 +99,15 @@ class ModelMeta:
             raise FerEdgeError(f"{where}: the '{METADATA_KEY}' metadata is not valid JSON ({e.msg})")
         return cls.from_dict(d, where)
 
+    def with_extra(self, **extra: Any) -> ModelMeta:
+        """A copy with ``extra`` fields (provenance, precision, ...) added or replaced."""
+        return replace(self, extra={**self.extra, **extra})
+
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object: the schema tag, the runtime fields and the extra fields."""
         d = asdict(self)
         extra = d.pop("extra")
+        d[SCHEMA_KEY] = SCHEMA_VERSION
         d["classes"] = list(self.classes)
         d["input_size"] = list(self.input_size)
         d["mean"] = list(self.mean)
@@ -127,3 +142,6 @@ class ModelMeta:
                     f"{where}: output shape {list(out_shape)} does not match the "
                     f"{len(self.classes)} classes in its metadata"
                 )
+
+
+META_FIELDS = tuple(f.name for f in fields(ModelMeta) if f.name != "extra")  # what the runtime reads

@@ -47,6 +47,19 @@ def test_metadata_json_round_trip():
     assert again == meta and again.extra == {"arch": "x"}
 
 
+def test_metadata_schema_version_tag_written_and_checked():
+    from fer_edge.runtime.errors import FerEdgeError
+    from fer_edge.runtime.metadata import META_FIELDS, SCHEMA_KEY, SCHEMA_VERSION
+
+    meta = ModelMeta.from_dict(default_meta())
+    d = meta.to_dict()
+    assert d[SCHEMA_KEY] == SCHEMA_VERSION and set(META_FIELDS) <= set(d)
+    assert ModelMeta.from_dict({k: v for k, v in d.items() if k != SCHEMA_KEY}) == meta  # untagged files read as 1
+    assert meta.with_extra(precision="int8").extra == {"precision": "int8"} and meta.extra == {}
+    with pytest.raises(FerEdgeError, match="newer than this fer-edge reads"):
+        ModelMeta.from_dict({**d, SCHEMA_KEY: SCHEMA_VERSION + 1})
+
+
 def test_probs_output_and_static_batch(tmp_path):
     path = make_onnx(tmp_path / "static.onnx", default_meta(), batch=1)
     clf = load_classifier(path)

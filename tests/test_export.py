@@ -235,7 +235,8 @@ def test_failed_parity_leaves_nothing_behind(tmp_path, cnn_ckpt, data, monkeypat
     monkeypatch.setattr(onnx_export, "onnx_parity", fail)
     out = tmp_path / "out"
     with pytest.raises(FerEdgeError, match="disagrees"):
-        exporter.run_export(cnn_ckpt, ExportRequest("openvino"), str(out), "tiny", str(data / "val"), log=lambda m: 0)
+        exporter.run_export(ExportRequest("openvino", checkpoint=str(cnn_ckpt), out=str(out), name="tiny",
+                                          data=str(data / "val")), log=lambda m: 0)
     assert list(out.iterdir()) == []  # no artifact, no temporary folder
 
 

@@ -6,9 +6,9 @@ A checkpoint is a dict saved with ``torch.save`` (loadable with ``weights_only=T
     state_dict    the weights to deploy (the EMA weights when --ema was used)
     arch          timm model name, or "cnn"
     model_kwargs  everything build_model() needs to rebuild the network without weights
-    model_card    classes, input_size [H, W], channels, mean, std, crop_margin, output, color (exactly the
-                  runtime's ModelMeta fields) + arch, training_data_fingerprint, metrics, command,
-                  versions, git_commit, created
+    model_card    schema, classes, input_size [H, W], channels, mean, std, crop_margin, output, color
+                  (written by the runtime's ModelMeta, the one metadata schema) + arch,
+                  training_data_fingerprint, metrics, command, versions, git_commit, created
     epoch         the epoch (1-based) these weights come from
     # last.pt only, for --resume:
     train_state_dict, optimizer, scheduler, ema_state_dict, rng, history, best, bad_epochs, config
@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from fer_edge.runtime.errors import FerEdgeError
+from fer_edge.runtime.metadata import META_FIELDS, SCHEMA_KEY, ModelMeta
 
 FORMAT = "fer_edge.checkpoint/1"
-META_FIELDS = ("classes", "input_size", "channels", "mean", "std", "crop_margin", "output", "color")
 
 
 def versions() -> dict[str, str]:
@@ -59,7 +59,8 @@ def git_commit() -> str | None:
 
 def make_model_card(*, classes, input_size, channels, mean, std, arch, fingerprint, metrics, command,
                     crop_margin: float = 0.1) -> dict[str, Any]:
-    return {
+    """The model card: the runtime metadata (validated and written by :class:`ModelMeta`) + training provenance."""
+    meta = ModelMeta.from_dict({
         "classes": list(classes),
         "input_size": [int(input_size[0]), int(input_size[1])],
         "channels": int(channels),
@@ -68,6 +69,9 @@ def make_model_card(*, classes, input_size, channels, mean, std, arch, fingerpri
         "crop_margin": float(crop_margin),
         "output": "logits",
         "color": "gray",
+    }, "model card")
+    return {
+        **meta.to_dict(),
         "arch": arch,
         "training_data_fingerprint": fingerprint,
         "metrics": dict(metrics),
@@ -79,8 +83,8 @@ def make_model_card(*, classes, input_size, channels, mean, std, arch, fingerpri
 
 
 def runtime_meta(card: dict[str, Any]) -> dict[str, Any]:
-    """The runtime ``fer_edge`` metadata (ModelMeta fields) of a model card."""
-    return {k: card[k] for k in META_FIELDS}
+    """The runtime ``fer_edge`` metadata of a model card: its schema tag and ModelMeta fields."""
+    return {SCHEMA_KEY: card.get(SCHEMA_KEY, 1), **{k: card[k] for k in META_FIELDS}}
 
 
 def save_checkpoint(path: str | os.PathLike, ckpt: dict[str, Any]) -> None:

@@ -1,13 +1,13 @@
-"""``fer-edge export`` and ``fer-edge calibrate`` (the [export] extra)."""
+"""``fer-edge export`` (the ``[export]`` extra): checkpoint -> ONNX / OpenVINO IR, optionally INT8."""
 
 from __future__ import annotations
 
 import sys
 
-from fer_edge.cli import positive_int
+from fer_edge.cli_args import positive_int
 
 
-def add_export_parser(sub) -> None:
+def add_parser(sub) -> None:
     from fer_edge.export.formats import FORMATS, NNCF_PRESETS
 
     p = sub.add_parser("export", help="checkpoint -> ONNX / OpenVINO IR, optionally INT8, accuracy-checked",
@@ -36,17 +36,6 @@ def add_export_parser(sub) -> None:
     p.set_defaults(func=_cmd_export)
 
 
-def add_calibrate_parser(sub) -> None:
-    p = sub.add_parser("calibrate", help="write a class-balanced calibration manifest for INT8 export")
-    p.add_argument("--data", required=True, metavar="DIR", help="dataset root (uses its train/) or a split folder")
-    p.add_argument("--per-class", type=int, metavar="N", help="images per class (default: ~300 in all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", metavar="MANIFEST", help="manifest path (default calibration_data/<data>_<split>.json)")
-    p.add_argument("--relative-root", action="store_true",
-                   help="store the dataset root relative to the manifest's folder (for a manifest kept in a repo)")
-    p.set_defaults(func=_cmd_calibrate)
-
-
 def _cmd_export(args) -> int:
     from fer_edge.export.exporter import run_export
     from fer_edge.export.formats import ExportRequest
@@ -58,19 +47,4 @@ def _cmd_export(args) -> int:
         crop_margin=args.crop_margin))
     for a in report["artifacts"]:
         print(f"wrote {a}", file=sys.stderr)
-    return 0
-
-
-def _cmd_calibrate(args) -> int:
-    from pathlib import Path
-
-    from fer_edge.classes import EMOTIONS
-    from fer_edge.export.calibration import build_manifest, write_manifest
-
-    m = build_manifest(args.data, EMOTIONS, args.per_class, args.seed)
-    out = args.out or f"calibration_data/{Path(m['root']).name}_{m['split']}_{len(m['items'])}.json"
-    path = write_manifest(m, out, args.relative_root)
-    counts = {c: sum(1 for it in m["items"] if it["label"] == c) for c in EMOTIONS}
-    print(f"wrote {path}: {len(m['items'])} images ({', '.join(f'{k} {v}' for k, v in counts.items())}), "
-          f"seed {m['seed']}, root {m['root']}")
     return 0

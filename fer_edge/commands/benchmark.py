@@ -1,11 +1,11 @@
-"""``fer-edge benchmark``."""
+"""``fer-edge benchmark``: the FPS-versus-accuracy report of models on this machine."""
 
 from __future__ import annotations
 
-from fer_edge.cli import positive_int
+from fer_edge.cli_args import positive_int
 
 
-def add_benchmark_parser(sub) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser("benchmark", help="FPS-versus-accuracy report of models on this machine",
                        description="Measure every model in one run on this machine: accuracy, per-face latency "
                        "against PyTorch eager FP32, throughput, detectors, the end-to-end run loop, and detection "

@@ -1,0 +1,119 @@
+"""``fer-edge run``: faces and emotions in a camera, video or images, into JSON Lines, CSV, video, a window.
+
+The wiring lives in :class:`fer_edge.recognizer.EmotionRecognizer`; this module maps the flags onto it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from fer_edge.cli_args import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, positive_int
+from fer_edge.runtime.errors import FerEdgeError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="detect faces and classify their emotions in a camera, video or images",
+                       description="Find every face and classify its emotion, on the CPU, with no torch.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--camera", type=int, metavar="N", help="camera index (0 = default webcam)")
+    src.add_argument("--video", metavar="PATH_OR_URL", help="video file or stream URL")
+    src.add_argument("--image", metavar="PATH", help="one image file")
+    src.add_argument("--images", metavar="DIR", help="folder of images (recursive, sorted)")
+    m = p.add_argument_group("models")
+    m.add_argument("--model", metavar="FILE", help="emotion classifier (.onnx or OpenVINO .xml with fer_edge "
+                   "metadata); default: the model shipped with fer-edge")
+    m.add_argument("--backend", choices=("onnxruntime", "openvino"), help="default: from the model file suffix")
+    m.add_argument("--threads", type=positive_int, metavar="N", help="classifier threads (default: the backend's)")
+    m.add_argument("--detector", choices=("yunet", "res10"), default="yunet", help="face detector (default yunet)")
+    m.add_argument("--detector-model", metavar="PATH", help="face detector file (default: searched in "
+                   "$FER_EDGE_HOME/models, then the user cache, then (yunet) the package)")
+    m.add_argument("--detector-config", metavar="PATH", help="res10 only: .prototxt / .pbtxt beside the model")
+    d = p.add_argument_group("detection and smoothing")
+    d.add_argument("--score-threshold", type=float, metavar="X",
+                   help="detector confidence (default: yunet 0.7, res10 0.5)")
+    d.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face side in pixels (20)")
+    d.add_argument("--detect-size", type=int, metavar="PX", help="longest side frames are scaled down to for "
+                   "detection (default: yunet 640, res10 480; 0 = full size)")
+    d.add_argument("--crop-margin", type=float, metavar="X", help="margin around a face box as a fraction of "
+                   "its side, negative to shrink (default: the model's)")
+    d.add_argument("--smooth", type=float, default=0.5, metavar="ALPHA", help="weight of the newest frame in "
+                   "per-face smoothing for video/camera, (0, 1]; 1 = off (0.5)")
+    d.add_argument("--no-smooth", action="store_true", help="no tracking or smoothing")
+    o = p.add_argument_group("outputs")
+    o.add_argument("--show", action="store_true", help="show a window (when a display exists)")
+    o.add_argument("--save", metavar="PATH", help="annotated video (.mp4/.avi), or a folder of annotated images "
+                   "for image input (or one image file for --image)")
+    o.add_argument("--json", metavar="PATH", help="JSON Lines, one object per face per frame")
+    o.add_argument("--csv", metavar="PATH", help="CSV, the JSON fields flattened")
+    o.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    o.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args) -> int:
+    from pathlib import Path
+
+    from fer_edge.recognizer import EmotionRecognizer
+    from fer_edge.runtime import sinks as sk
+    from fer_edge.runtime.sources import VideoSource
+
+    log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if not 0.0 < args.smooth <= 1.0:
+        raise FerEdgeError(f"--smooth {args.smooth} is outside (0, 1]")
+    if args.crop_margin is not None and not -0.25 <= args.crop_margin <= 1.0:
+        raise FerEdgeError(f"--crop-margin {args.crop_margin} is outside [-0.25, 1]")
+    # Models first: a missing model fails before any source is opened or file written.
+    recognizer = EmotionRecognizer(
+        args.model, args.detector, backend=args.backend, threads=args.threads, detector_model=args.detector_model,
+        detector_config=args.detector_config, score_threshold=args.score_threshold, min_face=args.min_face,
+        detect_size=args.detect_size, crop_margin=args.crop_margin, smooth=None if args.no_smooth else args.smooth)
+    classifier = recognizer.classifier
+    if args.image or args.images:
+        source = recognizer.open_source(args.image or args.images, "image" if args.image else "images")
+    elif args.video is not None:
+        source = recognizer.open_source(args.video, "video")
+    else:
+        source = recognizer.open_source(args.camera, "camera")
+    streaming = isinstance(source, VideoSource)
+    outputs: list = []
+    try:
+        if args.json:
+            outputs.append(sk.JsonlSink(args.json))
+        if args.csv:
+            outputs.append(sk.CsvSink(args.csv, classifier.classes))
+        if args.save:
+            if streaming:
+                outputs.append(sk.VideoSink(args.save, source.fps))
+            else:
+                root = Path(args.images).expanduser() if args.images else None
+                outputs.append(sk.ImageFolderSink(args.save, single=bool(args.image), root=root))
+        if args.show:
+            if sk.display_available():
+                outputs.append(sk.WindowSink())
+            else:
+                log("fer-edge: --show ignored: no display found (DISPLAY/WAYLAND_DISPLAY unset)")
+        log(f"fer-edge: {source.name} | detector {args.detector} | classifier {classifier.path.name} "
+            f"({classifier.backend}, {len(classifier.classes)} classes)")
+
+        def progress(stats):
+            if streaming and stats.frames % 100 == 0:
+                log(f"  frame {stats.frames}: {stats.faces} faces so far")
+
+        stats = recognizer.run(source, outputs, draw=bool(args.save or args.show), max_frames=args.max_frames,
+                               on_frame=progress)
+    finally:
+        for s in outputs:
+            s.close()
+        source.close()
+    n = max(stats.frames, 1)
+    t = stats.timings
+    log(f"fer-edge: {stats.frames} frames, {stats.faces} faces in {stats.seconds:.2f} s ({stats.fps:.1f} fps); "
+        f"per frame: decode {1e3 * t['decode'] / n:.1f} ms, detect {1e3 * t['detect'] / n:.1f} ms, "
+        f"classify {1e3 * t['classify'] / n:.1f} ms, output {1e3 * t['output'] / n:.1f} ms")
+    if stats.interrupted:
+        log("fer-edge: interrupted; everything processed so far was written")
+        return EXIT_INTERRUPTED
+    if source.error:
+        print(f"fer-edge: error: {source.error}", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK

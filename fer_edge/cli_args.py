@@ -15,6 +15,14 @@ def positive_int(s: str) -> int:
     return v
 
 
+def detect_size(s: str) -> int:
+    """argparse type for --detect-size: 0 (full size, within the detector's pixel budget) or at least 32."""
+    v = int(s)
+    if v != 0 and v < 32:
+        raise argparse.ArgumentTypeError(f"{s} is neither 0 (full size) nor a side of at least 32 pixels")
+    return v
+
+
 class CliParser(argparse.ArgumentParser):
     """argparse with fer-edge's error style: one line, exit 2."""
 

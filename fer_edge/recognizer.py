@@ -29,6 +29,7 @@ from fer_edge.runtime.models import classifier_path
 from fer_edge.runtime.pipeline import EmotionPipeline, Face, RunStats, run_loop
 from fer_edge.runtime.preprocess import check_image, normalize_crops
 from fer_edge.runtime.sources import (
+    DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
     ImageSource,
     VideoSource,
@@ -151,12 +152,14 @@ class EmotionRecognizer:
                 faces.append(Face(i, (0, 0, w, h), 1.0, classes[int(p.argmax())], dict(zip(classes, p.tolist()))))
         return faces
 
-    def open_source(self, source: SourceLike, kind: str | None = None) -> VideoSource | ImageSource:
+    def open_source(self, source: SourceLike, kind: str | None = None,
+                    max_pixels: int | None = DEFAULT_MAX_PIXELS) -> VideoSource | ImageSource:
         """A frame source: a camera index, a video file or URL, one image, or a folder of images.
 
         ``kind`` (one of ``camera``, ``video``, ``image``, ``images``) forces the reading; by default an int
         is a camera, a folder is an image folder, a file with an image suffix one image, anything else a video.
-        A single image is decoded once here so that a bad file fails before any output is created.
+        A single image is decoded once here so that a bad file fails before any output is created. Images over
+        ``max_pixels`` are refused from their header (None: no limit).
         """
         if kind is None:
             if isinstance(source, (int, np.integer)) and not isinstance(source, bool):
@@ -171,11 +174,11 @@ class EmotionRecognizer:
         if kind == "video":
             return VideoSource(os.fspath(source))
         if kind == "images":
-            return ImageSource(list_images(os.fspath(source)), skip_bad=True)
+            return ImageSource(list_images(os.fspath(source)), skip_bad=True, max_pixels=max_pixels)
         if kind == "image":
             path = Path(os.fspath(source)).expanduser()
-            read_image(path)
-            return ImageSource([path], skip_bad=False)
+            read_image(path, max_pixels)
+            return ImageSource([path], skip_bad=False, max_pixels=max_pixels)
         raise FerEdgeError(f"unknown source kind '{kind}' (choose from {', '.join(SOURCE_KINDS)})")
 
     def pipeline(self, source: VideoSource | ImageSource | None = None) -> EmotionPipeline:

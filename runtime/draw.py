@@ -1,6 +1,14 @@
-"""Drawing boxes and labels on frames."""
+"""Drawing boxes and labels on frames.
+
+Label bands are laid out to stay readable in crowds: each band lies wholly inside the frame, above its box
+where there is room and no other band, else below it or inside its top or bottom edge; when every place
+would overlap a band already drawn, the text is shortened ('happy 0.93' -> 'happy' -> 'hap') before the
+least-covered place is taken.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -10,18 +18,71 @@ COLORS = {
     "angry": (40, 40, 220), "disgust": (40, 140, 40), "fear": (160, 60, 160), "happy": (40, 200, 240),
     "neutral": (200, 200, 200), "sad": (200, 120, 40), "surprise": (40, 160, 255),
 }
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+Rect = tuple[int, int, int, int]  # x, y, w, h
+
+
+def _overlap(a: Rect, b: Rect) -> int:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0
+
+
+def _shorter(text: str) -> list[str]:
+    """The text and its shortened forms: 'happy 0.93', 'happy', 'hap'."""
+    forms = [text]
+    label = text.rsplit(" ", 1)[0]
+    if label != text:
+        forms.append(label)
+    if len(label) > 3:
+        forms.append(label[:3])
+    return forms
+
+
+def layout_labels(boxes: Sequence[Rect], texts: Sequence[str], frame_w: int, frame_h: int,
+                  measure: Callable[[str], tuple[int, int]]) -> list[tuple[Rect, str]]:
+    """A band (x, y, w, h) inside the frame and the text to show in it, for each box in order.
+
+    ``measure(text)`` gives a band's (width, height). Earlier boxes (the detector's best first) choose first.
+    """
+    placed: list[Rect] = []
+    out: list[tuple[Rect, str]] = []
+    for (x, y, _, h), text in zip(boxes, texts):
+        best: tuple[int, Rect, str] | None = None
+        for t in _shorter(text):
+            bw, bh = measure(t)
+            bw, bh = min(bw, frame_w), min(bh, frame_h)
+            for cx, cy in ((x, y - bh), (x, y + h), (x, y), (x, y + h - bh)):
+                r = (int(np.clip(cx, 0, frame_w - bw)), int(np.clip(cy, 0, frame_h - bh)), bw, bh)
+                cover = sum(_overlap(r, p) for p in placed)
+                if best is None or cover < best[0]:
+                    best = (cover, r, t)
+                if cover == 0:
+                    break
+            if best[0] == 0:
+                break
+        assert best is not None
+        placed.append(best[1])
+        out.append((best[1], best[2]))
+    return out
 
 
 def draw_faces(frame: np.ndarray, faces: list) -> None:
-    """Draw each face's box and 'label score' in place."""
-    thick = max(1, round(max(frame.shape[:2]) / 500))
-    scale = max(0.4, max(frame.shape[:2]) / 1400)
+    """Draw each face's box and 'label score' band in place."""
+    fh, fw = frame.shape[:2]
+    thick = max(1, round(max(fh, fw) / 500))
+    scale = max(0.4, max(fh, fw) / 1400)
+
+    def measure(text: str) -> tuple[int, int]:
+        (tw, th), base = cv2.getTextSize(text, FONT, scale, thick)
+        return tw + 4, th + base + 4
+
     for f in faces:
         x, y, w, h = f.box
-        color = COLORS.get(f.label, (180, 180, 180))
-        cv2.rectangle(frame, (x, y), (x + w, y + h), color, thick)
-        text = f"{f.label} {f.probs[f.label]:.2f}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        ty = y - 4 if y - th - base - 4 >= 0 else y + h + th + 4
-        cv2.rectangle(frame, (x, ty - th - base), (x + tw + 2, ty + base), color, cv2.FILLED)
-        cv2.putText(frame, text, (x + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+        cv2.rectangle(frame, (x, y), (x + w, y + h), COLORS.get(f.label, (180, 180, 180)), thick)
+    texts = [f"{f.label} {f.probs[f.label]:.2f}" for f in faces]
+    for f, ((bx, by, bw, bh), text) in zip(faces, layout_labels([f.box for f in faces], texts, fw, fh, measure)):
+        cv2.rectangle(frame, (bx, by), (bx + bw - 1, by + bh - 1), COLORS.get(f.label, (180, 180, 180)), cv2.FILLED)
+        (_, th), base = cv2.getTextSize(text, FONT, scale, thick)
+        cv2.putText(frame, text, (bx + 2, by + 2 + th), FONT, scale, (0, 0, 0), thick, cv2.LINE_AA)

@@ -7,14 +7,17 @@ files stay valid.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 
 import cv2
 
 from .errors import FerEdgeError
+from .outputs import os_error_cause, write_error
 from .sources import IMAGE_SUFFIXES, Frame
 
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
@@ -27,7 +30,45 @@ def _open_for_write(path: str | Path, newline: str | None = None):
             p.parent.mkdir(parents=True, exist_ok=True)
         return open(p, "w", encoding="utf-8", newline=newline)
     except OSError as e:
-        raise FerEdgeError(f"cannot write {p}: {e.strerror}")
+        raise write_error(p, e)
+
+
+class _TextFile:
+    """A text file written in whole records: each ``write`` is flushed, and a write that fails (disk full,
+    device gone) is cut back to the last whole record and raised as one FerEdgeError naming the file."""
+
+    def __init__(self, path: str | Path, newline: str | None = None):
+        self.path = Path(path).expanduser()
+        self.f = _open_for_write(self.path, newline)
+        self.good = 0  # bytes known written, whole records only
+        self.failed = False
+
+    def write(self, text: str) -> None:
+        if self.failed:
+            return
+        try:
+            self.f.write(text)
+            self.f.flush()
+            self.good = self.f.tell() if self.f.seekable() else self.good
+        except OSError as e:
+            self.failed = True
+            self._cut_back()
+            raise write_error(self.path, e)
+
+    def _cut_back(self) -> None:
+        try:  # drop what the failed flush left half-written; nothing to do on a device such as /dev/full
+            os.ftruncate(self.f.fileno(), self.good)
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        try:
+            self.f.close()
+        except OSError as e:  # the buffer could not be flushed: keep the whole records, say why
+            if not self.failed:
+                self.failed = True
+                self._cut_back()
+                raise write_error(self.path, e)
 
 
 def face_record(frame: Frame, face) -> dict:
@@ -49,12 +90,11 @@ class Sink:
 
 class JsonlSink(Sink):
     def __init__(self, path: str | Path):
-        self.f = _open_for_write(path)
+        self.f = _TextFile(path)
 
     def write(self, frame: Frame, faces: list) -> None:
         if faces:
             self.f.write("".join(json.dumps(face_record(frame, f)) + "\n" for f in faces))
-            self.f.flush()
 
     def close(self) -> None:
         self.f.close()
@@ -64,49 +104,115 @@ class CsvSink(Sink):
     """The JSON Lines fields flattened: ``box`` to box_x..box_h, ``probs`` to prob_<class>."""
 
     def __init__(self, path: str | Path, classes: tuple[str, ...]):
-        self.f = _open_for_write(path, newline="")
+        self.f = _TextFile(path, newline="")
         self.classes = classes
-        self.w = csv.writer(self.f)
-        self.w.writerow(["source", "frame", "time_s", "face", "track", "box_x", "box_y", "box_w", "box_h",
-                         "score", "label", *(f"prob_{c}" for c in classes)])
-        self.f.flush()
+        self._buf = io.StringIO()
+        self.w = csv.writer(self._buf)
+        self._emit([["source", "frame", "time_s", "face", "track", "box_x", "box_y", "box_w", "box_h",
+                     "score", "label", *(f"prob_{c}" for c in classes)]])
+
+    def _emit(self, rows: list) -> None:
+        self._buf.seek(0)
+        self._buf.truncate()
+        self.w.writerows(rows)
+        self.f.write(self._buf.getvalue())
 
     def write(self, frame: Frame, faces: list) -> None:
+        rows = []
         for f in faces:
             r = face_record(frame, f)
-            self.w.writerow([r["source"], r["frame"], r["time_s"], r["face"],
-                             "" if r["track"] is None else r["track"], *r["box"], r["score"], r["label"],
-                             *(r["probs"][c] for c in self.classes)])
-        if faces:
-            self.f.flush()
+            rows.append([r["source"], r["frame"], r["time_s"], r["face"],
+                         "" if r["track"] is None else r["track"], *r["box"], r["score"], r["label"],
+                         *(r["probs"][c] for c in self.classes)])
+        if rows:
+            self._emit(rows)
 
     def close(self) -> None:
         self.f.close()
 
 
 class VideoSink(Sink):
-    """Annotated video; opened on the first frame (its size is known then)."""
+    """Annotated video, opened on the first frame (its size is known then).
+
+    It is written under a temporary name beside the target and moved into place once finalised, so the
+    target is either absent or a complete, playable file. Before each frame the free space is checked: when
+    the disk is nearly full the run stops with one error while room remains to finalise what was written.
+    """
+
+    RESERVE = 1 << 20  # bytes kept free for the container's index (moov), plus 64 per frame written
 
     def __init__(self, path: str | Path, fps: float):
         self.path = Path(path).expanduser()
         if self.path.suffix.lower() not in VIDEO_FOURCC:
             raise FerEdgeError(f"--save {self.path}: use a video file name ending in {', '.join(VIDEO_FOURCC)}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fps = fps
+        self.frames = 0
         self.writer: cv2.VideoWriter | None = None
+        self.error: str | None = None
+        direct = self.path.exists() and not stat.S_ISREG(self.path.stat().st_mode)  # /dev/null and the like
+        self.tmp = self.path if direct else self.path.with_name(f".{self.path.stem}.part-{os.getpid()}"
+                                                                 f"{self.path.suffix}")
+        try:  # prove the place is writable now, not after the first frame
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not direct:
+                with open(self.tmp, "wb"):
+                    pass
+        except OSError as e:
+            raise write_error(self.path, e, "cannot write video")
+
+    def _check_space(self) -> None:
+        try:
+            st = os.statvfs(self.tmp.parent)
+        except (OSError, AttributeError):  # no statvfs (Windows): finalisation's check still applies
+            return
+        if st.f_bavail * st.f_frsize < self.RESERVE + 64 * self.frames:
+            self.error = f"cannot write video {self.path}: no space left on the device"
+            raise FerEdgeError(f"{self.error}; the {self.frames} frames written before are kept")
 
     def write(self, frame: Frame, faces: list) -> None:
+        if self.error:
+            return
         if self.writer is None:
             h, w = frame.image.shape[:2]
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC[self.path.suffix.lower()])
-            self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (w, h))
+            self.writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, (w, h))
             if not self.writer.isOpened():
-                raise FerEdgeError(f"cannot write video {self.path} (no encoder for {self.path.suffix})")
+                self.writer = None
+                self._discard()
+                raise FerEdgeError(f"cannot write video {self.path}: this OpenCV build has no encoder for "
+                                   f"{self.path.suffix} at {w}x{h}")
+        self._check_space()
         self.writer.write(frame.image)
+        self.frames += 1
+
+    def _discard(self) -> None:
+        if self.tmp != self.path:
+            try:
+                self.tmp.unlink()
+            except OSError:
+                pass
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
+        """Finalise the file and move it into place; raise if what was written cannot be played."""
+        if self.writer is None:
+            self._discard()
+            return
+        self.writer.release()
+        self.writer = None
+        if self.tmp == self.path:
+            return
+        cap = cv2.VideoCapture(str(self.tmp))
+        playable = cap.isOpened() and cap.read()[0]
+        cap.release()
+        if not playable:
+            self._discard()
+            cause = "no space left on the device" if self.error else "the file could not be finalised"
+            raise FerEdgeError(f"cannot write video {self.path}: {cause}; nothing playable was written")
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            self._discard()
+            raise write_error(self.path, e, "cannot move the finished video to")
 
 
 class ImageFolderSink(Sink):
@@ -120,7 +226,7 @@ class ImageFolderSink(Sink):
         try:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise FerEdgeError(f"cannot create folder {target}: {e.strerror}")
+            raise write_error(target, e, "cannot create folder")
 
     def write(self, frame: Frame, faces: list) -> None:
         src = Path(frame.source)
@@ -129,14 +235,33 @@ class ImageFolderSink(Sink):
         else:
             rel = src.relative_to(self.root) if self.root and src.is_relative_to(self.root) else Path(src.name)
             out = self.path / rel
-            out.parent.mkdir(parents=True, exist_ok=True)
         ext = out.suffix if out.suffix.lower() in IMAGE_SUFFIXES else ".png"
         ok, buf = cv2.imencode(ext, frame.image)
         if not ok:
             raise FerEdgeError(f"cannot encode {out}")
         tmp = out.with_name(out.name + ".part")
-        buf.tofile(str(tmp))
-        os.replace(tmp, out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            buf.tofile(str(tmp))
+            os.replace(tmp, out)
+        except OSError as e:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise write_error(out, e)
+
+
+def close_all(sinks: list) -> None:
+    """Close every sink (finalising files) even when one fails; then raise the first failure."""
+    first: BaseException | None = None
+    for s in sinks:
+        try:
+            s.close()
+        except (FerEdgeError, OSError) as e:
+            first = first or (e if isinstance(e, FerEdgeError) else FerEdgeError(os_error_cause(e)))
+    if first is not None:
+        raise first
 
 
 def display_available() -> bool:

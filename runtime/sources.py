@@ -15,7 +15,11 @@ import cv2
 import numpy as np
 
 from .errors import FerEdgeError
+from .imagesize import image_size
 
+# Images are decoded only up to this many pixels (the header is read first): 120 MP covers 108 MP phone
+# cameras and decodes to 360 MB; the run loop's peak is about 2.5x the decoded size. Raised with --max-megapixels.
+DEFAULT_MAX_PIXELS = 120_000_000
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".jp2"}
 
 
@@ -35,6 +39,8 @@ class VideoSource:
         self.name = f"camera:{target}" if is_camera else str(target)
         if not is_camera and "://" not in str(target):
             p = Path(str(target)).expanduser()
+            if p.is_dir():
+                raise FerEdgeError(f"--video {p} is a folder, not a video file (use --images for a folder of images)")
             if not p.is_file():
                 raise FerEdgeError(f"video file {p} does not exist")
             target = str(p)
@@ -75,6 +81,8 @@ class VideoSource:
 def list_images(folder: str | Path) -> list[Path]:
     """Image files below ``folder``, recursively, sorted."""
     d = Path(folder).expanduser()
+    if d.is_file():
+        raise FerEdgeError(f"--images {d} is a file, not a folder (use --image for one image)")
     if not d.is_dir():
         raise FerEdgeError(f"image folder {d} does not exist or is not a folder")
     files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -83,14 +91,36 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Decode an image file as BGR uint8, or raise a FerEdgeError that says why not."""
+def _too_big(path: Path, w: int, h: int, max_pixels: int) -> FerEdgeError:
+    need = -(-w * h // 1_000_000)
+    return FerEdgeError(f"image {path} is {w}x{h} ({w * h / 1e6:.0f} MP), over the {max_pixels / 1e6:g} MP limit; "
+                        f"pass --max-megapixels {need} to process it (decoding alone needs {3 * w * h / 2**30:.1f} GB)")
+
+
+def read_image(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file as BGR uint8, or raise a FerEdgeError that says why not.
+
+    Images over ``max_pixels`` are refused from their header, before any decoding (None: no limit)."""
+    if path.is_dir():
+        raise FerEdgeError(f"--image {path} is a folder, not an image file (use --images for a folder)")
     if not path.is_file():
         raise FerEdgeError(f"image file {path} does not exist")
-    data = np.fromfile(str(path), np.uint8)  # imdecode also handles non-ASCII paths on Windows
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if max_pixels:
+        size = image_size(path)
+        if size is not None and size[0] * size[1] > max_pixels:
+            raise _too_big(path, *size, max_pixels)
+    try:
+        data = np.fromfile(str(path), np.uint8)  # imdecode also handles non-ASCII paths on Windows
+    except OSError as e:
+        raise FerEdgeError(f"cannot read image {path}: {e.strerror}")
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:
+        img = None
     if img is None:
         raise FerEdgeError(f"cannot read image {path}: not an image or corrupt")
+    if max_pixels and img.shape[0] * img.shape[1] > max_pixels:  # a format whose header was not read
+        raise _too_big(path, img.shape[1], img.shape[0], max_pixels)
     return img
 
 
@@ -100,7 +130,9 @@ class ImageSource:
     is_camera = False
     fps = None
 
-    def __init__(self, paths: list[Path], skip_bad: bool, on_skip: Callable[[str], None] | None = None):
+    def __init__(self, paths: list[Path], skip_bad: bool, on_skip: Callable[[str], None] | None = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        self.max_pixels = max_pixels
         self.paths = paths
         self.skip_bad = skip_bad
         self.on_skip = on_skip or (lambda msg: print(f"fer-edge: skipped: {msg}", file=sys.stderr))
@@ -111,7 +143,7 @@ class ImageSource:
     def __iter__(self) -> Iterator[Frame]:
         for i, p in enumerate(self.paths):
             try:
-                img = read_image(p)
+                img = read_image(p, self.max_pixels)
             except FerEdgeError as e:
                 if not self.skip_bad:
                     raise

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from fer_edge.cli_args import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, positive_int
+from fer_edge.cli_args import EXIT_OK, EXIT_PARTIAL, detect_size, positive_int
 from fer_edge.runtime.errors import FerEdgeError
 
 
@@ -32,8 +32,11 @@ def add_parser(sub) -> None:
     d.add_argument("--score-threshold", type=float, metavar="X",
                    help="detector confidence (default: yunet 0.7, res10 0.5)")
     d.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face side in pixels (20)")
-    d.add_argument("--detect-size", type=int, metavar="PX", help="longest side frames are scaled down to for "
-                   "detection (default: yunet 640, res10 480; 0 = full size)")
+    d.add_argument("--detect-size", type=detect_size, metavar="PX", help="longest side frames are scaled down to "
+                   "for detection (default: yunet 640, res10 480; 0 = full size); the detector's input is kept "
+                   "within 8 megapixels either way, which bounds its memory")
+    d.add_argument("--max-megapixels", type=positive_int, default=120, metavar="MP", help="refuse images larger "
+                   "than this, from their header, before decoding (120; the run needs about 6 bytes a pixel)")
     d.add_argument("--crop-margin", type=float, metavar="X", help="margin around a face box as a fraction of "
                    "its side, negative to shrink (default: the model's)")
     d.add_argument("--smooth", type=float, default=0.5, metavar="ALPHA", help="weight of the newest frame in "
@@ -45,7 +48,9 @@ def add_parser(sub) -> None:
                    "for image input (or one image file for --image)")
     o.add_argument("--json", metavar="PATH", help="JSON Lines, one object per face per frame")
     o.add_argument("--csv", metavar="PATH", help="CSV, the JSON fields flattened")
-    o.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    o.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
+    o.add_argument("--overwrite", action="store_true", help="replace output files that already exist (without it "
+                   "they are refused); an input is never written over")
     o.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     p.set_defaults(func=_cmd_run)
 
@@ -55,7 +60,10 @@ def _cmd_run(args) -> int:
 
     from fer_edge.recognizer import EmotionRecognizer
     from fer_edge.runtime import sinks as sk
+    from fer_edge.runtime.outputs import check_run_outputs
+    from fer_edge.runtime.pipeline import run_loop
     from fer_edge.runtime.sources import VideoSource
+    from fer_edge.runtime.stopping import GracefulStop
 
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if not 0.0 < args.smooth <= 1.0:
@@ -69,13 +77,19 @@ def _cmd_run(args) -> int:
         detect_size=args.detect_size, crop_margin=args.crop_margin, smooth=None if args.no_smooth else args.smooth)
     classifier = recognizer.classifier
     if args.image or args.images:
-        source = recognizer.open_source(args.image or args.images, "image" if args.image else "images")
+        source = recognizer.open_source(args.image or args.images, "image" if args.image else "images",
+                                        max_pixels=args.max_megapixels * 1_000_000)
     elif args.video is not None:
         source = recognizer.open_source(args.video, "video")
     else:
         source = recognizer.open_source(args.camera, "camera")
     streaming = isinstance(source, VideoSource)
+    check_run_outputs(save=args.save, json=args.json, csv=args.csv, streaming=streaming, image=args.image,
+                      images=args.images, image_paths=None if streaming else source.paths, video=args.video,
+                      other_inputs=(classifier.path, args.detector_model, args.detector_config),
+                      overwrite=args.overwrite)
     outputs: list = []
+    stop = GracefulStop().__enter__()  # SIGTERM/SIGHUP/SIGINT: finish the frame, finalise every output
     try:
         if args.json:
             outputs.append(sk.JsonlSink(args.json))
@@ -99,20 +113,23 @@ def _cmd_run(args) -> int:
             if streaming and stats.frames % 100 == 0:
                 log(f"  frame {stats.frames}: {stats.faces} faces so far")
 
-        stats = recognizer.run(source, outputs, draw=bool(args.save or args.show), max_frames=args.max_frames,
-                               on_frame=progress)
+        stats = run_loop(stop.wrap(source), recognizer.pipeline(source), outputs, draw=bool(args.save or args.show),
+                         max_frames=args.max_frames, on_frame=progress)
     finally:
-        for s in outputs:
-            s.close()
         source.close()
+        try:
+            sk.close_all(outputs)
+        finally:
+            stop.__exit__()
     n = max(stats.frames, 1)
     t = stats.timings
     log(f"fer-edge: {stats.frames} frames, {stats.faces} faces in {stats.seconds:.2f} s ({stats.fps:.1f} fps); "
         f"per frame: decode {1e3 * t['decode'] / n:.1f} ms, detect {1e3 * t['detect'] / n:.1f} ms, "
         f"classify {1e3 * t['classify'] / n:.1f} ms, output {1e3 * t['output'] / n:.1f} ms")
-    if stats.interrupted:
-        log("fer-edge: interrupted; everything processed so far was written")
-        return EXIT_INTERRUPTED
+    code = stop.exit_code(stats.interrupted)
+    if code is not None:
+        log(f"fer-edge: interrupted ({stop.name or 'SIGINT'}); everything processed so far was written")
+        return code
     if source.error:
         print(f"fer-edge: error: {source.error}", file=sys.stderr)
         return EXIT_PARTIAL

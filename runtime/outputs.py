@@ -67,7 +67,8 @@ def check_writable_dir(folder: Path, flag: str) -> None:
         raise write_error(folder, e, f"{flag}: cannot write in folder")
 
 
-def _check_file_target(flag: str, p: Path, suffixes: Iterable[str], kind: str, overwrite: bool) -> None:
+def _check_file_target(flag: str, p: Path, suffixes: Iterable[str], kind: str, overwrite: bool,
+                       dirs: list[tuple[Path, str]]) -> None:
     if p.is_dir():
         raise FerEdgeError(f"{flag} {p}: it is a folder; give a file name ending in {', '.join(suffixes)}")
     if _is_special(p):
@@ -76,7 +77,7 @@ def _check_file_target(flag: str, p: Path, suffixes: Iterable[str], kind: str, o
         raise FerEdgeError(f"{flag} {p}: use a {kind} file name ending in {', '.join(suffixes)}")
     if p.exists() and not overwrite:
         raise FerEdgeError(f"{flag} {p} already exists; pass --overwrite to replace it")
-    check_writable_dir(p.parent, flag)
+    dirs.append((p.parent, flag))
 
 
 def image_save_targets(save: Path, inputs: list[Path], single: bool, root: Path | None) -> list[Path]:
@@ -127,16 +128,21 @@ def check_run_outputs(*, save: str | None, json: str | None, csv: str | None, st
         if k in seen and not _is_special(p):
             raise FerEdgeError(f"{seen[k]} and {flag} name the same file {p}; give each its own file")
         seen[k] = flag
+    dirs: list[tuple[Path, str]] = []  # made and probed once every other check has passed
     if json:
-        _check_file_target("--json", outputs["--json"], JSON_SUFFIXES, "JSON Lines", overwrite)
+        _check_file_target("--json", outputs["--json"], JSON_SUFFIXES, "JSON Lines", overwrite, dirs)
     if csv:
-        _check_file_target("--csv", outputs["--csv"], CSV_SUFFIXES, "CSV", overwrite)
-    if not save:
-        return
-    p = outputs["--save"]
-    if streaming:
-        _check_file_target("--save", p, VIDEO_SUFFIXES, "video", overwrite)
-        return
+        _check_file_target("--csv", outputs["--csv"], CSV_SUFFIXES, "CSV", overwrite, dirs)
+    if save and streaming:
+        _check_file_target("--save", outputs["--save"], VIDEO_SUFFIXES, "video", overwrite, dirs)
+    elif save:
+        _check_image_save(outputs["--save"], image, images, image_paths, in_keys, overwrite, dirs)
+    for folder, flag in dirs:
+        check_writable_dir(folder, flag)
+
+
+def _check_image_save(p: Path, image: str | None, images: str | None, image_paths: list[Path] | None,
+                      in_keys: set[Path], overwrite: bool, dirs: list[tuple[Path, str]]) -> None:
     single = bool(image)
     if single and not p.is_dir() and p.suffix.lower() not in IMAGE_SUFFIXES:
         raise FerEdgeError(f"--save {p}: use an image file name ending in {', '.join(sorted(IMAGE_SUFFIXES))}, "
@@ -157,4 +163,4 @@ def check_run_outputs(*, save: str | None, json: str | None, csv: str | None, st
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise FerEdgeError(f"--save would replace {existing[0]}{more}; pass --overwrite to replace existing files")
-    check_writable_dir(p.parent if single and p.suffix.lower() in IMAGE_SUFFIXES else p, "--save")
+    dirs.append((p.parent if single and p.suffix.lower() in IMAGE_SUFFIXES else p, "--save"))

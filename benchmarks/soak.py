@@ -137,7 +137,8 @@ def soak(video: str, minutes: float, model: str | None = None, detector: str = "
 
 def write_report(r: dict, out: Path, command: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "soak.json").write_text(json.dumps(r, indent=1) + "\n")
+    head = json.dumps({k: v for k, v in r.items() if k != "samples"}, indent=1)[:-2]
+    (out / "soak.json").write_text(f'{head},\n "samples": {json.dumps(r["samples"])}\n}}\n')
     (out / "soak.md").write_text(
         f"# Soak: the run loop for {r['minutes']} min on a looped video\n\n"
         f"Command: `{command}`\n\nMachine: {r['machine']}\n\n"

@@ -9,6 +9,7 @@ files' metadata with it, the runtime reads them with it. ``schema`` is its versi
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -23,6 +24,7 @@ MIN_CROP_MARGIN = -0.25
 SCHEMA_KEY = "schema"
 SCHEMA_VERSION = 1
 REQUIRED_FIELDS = ("classes", "input_size", "channels", "mean", "std", "crop_margin", "output")
+MAX_INPUT_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -62,17 +64,19 @@ class ModelMeta:
             crop_margin = float(d["crop_margin"])
             output = str(d["output"])
             color = str(d.get("color", "gray"))
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:  # OverflowError: int(Infinity)
             raise FerEdgeError(f"{where}: the '{METADATA_KEY}' metadata has a field of the wrong type ({e})")
         problems = []
         if len(classes) < 2 or len(set(classes)) != len(classes):
             problems.append("'classes' must list at least two distinct names")
-        if len(input_size) != 2 or min(input_size) < 8:
-            problems.append("'input_size' must be [H, W] with sides of at least 8")
+        if len(input_size) != 2 or not all(8 <= v <= MAX_INPUT_SIDE for v in input_size):
+            problems.append(f"'input_size' must be [H, W] with sides from 8 to {MAX_INPUT_SIDE}")
         if channels not in (1, 3):
             problems.append("'channels' must be 1 or 3")
         if len(mean) != channels or len(std) != channels:
             problems.append("'mean' and 'std' must have one value per channel")
+        if not all(math.isfinite(v) for v in (*mean, *std, crop_margin)):
+            problems.append("'mean', 'std' and 'crop_margin' must be finite numbers")
         if any(s <= 0 for s in std):
             problems.append("'std' values must be positive")
         if not MIN_CROP_MARGIN <= crop_margin <= 1.0:

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fer_edge.runtime.errors import FerEdgeError
@@ -181,6 +181,8 @@ def test_fuzz_metadata_any_json(text):
 @fuzz(500)
 @given(changes=st.dictionaries(st.sampled_from(sorted(GOOD_META) + ["extra"]), json_values, max_size=4),
        drop=st.lists(st.sampled_from(sorted(GOOD_META)), max_size=2))
+@example(changes={"input_size": [float("inf"), 48]}, drop=[])  # found by the longer run: int(Infinity)
+@example(changes={"std": [float("nan")]}, drop=[])
 def test_fuzz_metadata_fields(changes, drop):
     """A valid model card with fields replaced by any JSON value or removed."""
     d = {k: v for k, v in {**GOOD_META, **changes}.items() if k not in drop}

@@ -38,8 +38,19 @@ def test_run_without_model_labels_every_face(tmp_path):
         assert "emotion_int8" in p.stderr
 
 
+def _published_table() -> str:
+    """INT8 results depend on the CPU: with VNNI/AMX the u8 x s8 products are exact; on AVX2 alone (vpmaddubsw,
+    int16 saturation) both OpenVINO and ONNX Runtime give 68.93% instead of 69.91% (measured; README)."""
+    from fer_edge.machine import machine_summary
+
+    isa = set(machine_summary()["isa"].split(", "))
+    if platform.machine().lower() in ("x86_64", "amd64") and not isa & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        return "default_model_val_avx2.json"
+    return "default_model_val.json"
+
+
 def test_evaluate_reproduces_the_published_table(tmp_path):
-    published = json.loads((RESULTS / "default_model_val.json").read_text())
+    published = json.loads((RESULTS / _published_table()).read_text())
     out = tmp_path / "val.json"
     p = run_cli("evaluate", str(default_classifier_path()), "--data", str(SHARED / "datasets/fer2013/val"),
                 "--json", str(out), "--no-confusion")

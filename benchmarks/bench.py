@@ -130,6 +130,10 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
     calls = 10 if quick else 50
     report: dict[str, Any] = {"command": command, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(
         timespec="seconds"), "quick": quick, "machine": machine_summary(threads)}
+    pi = pi_estimate_inputs(report["machine"])
+    if pi:
+        report["pi_estimate"] = pi
+        log("\n".join(pi))
 
     # --- accuracy on the labelled split --------------------------------------------------------------
     from fer_edge.data import resolve_eval_data
@@ -285,7 +289,9 @@ def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [f"# fer-edge benchmark{' (quick)' if r['quick'] else ''}", "",
              f"- command: `{r['command']}`" if r.get("command") else "- command: (API call)",
-             f"- machine: {m['cpu']} ({m['arch']}), {m['cores']} cores, {m['threads']} threads; ISA: {m['isa']}",
+             f"- machine: {m['cpu']} ({m['arch']}), {m['cores']} cores, {m['threads']} threads; ISA: {m['isa']}"
+             + (f" (absent: {m['isa_absent']})" if m.get("isa_absent") else "")
+             + (f"; {m['isa_note']}" if m.get("isa_note") else ""),
              f"- software: {m['os']}, Python {m['python']}, "
              + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()),
              f"- date: {r['created']}",
@@ -335,7 +341,21 @@ def markdown(r: dict[str, Any]) -> str:
                          f"{m2['gap']:+.4f} (± {m2.get('gap_se', float('nan')):.4f}) |")
     if r.get("plot"):
         lines += ["", f"![accuracy vs speed]({Path(r['plot']).name})"]
+    if r.get("pi_estimate"):
+        lines += ["", "## Raspberry Pi estimate inputs (compare with the measured rows above)", "", "```",
+                  *r["pi_estimate"], "```"]
     return "\n".join(lines) + "\n"
+
+
+def pi_estimate_inputs(machine: dict[str, Any]) -> list[str] | None:
+    """On an aarch64 machine, the Raspberry Pi estimate's inputs (benchmarks/pi_estimate.py), to be checked against
+    what this run measures; None elsewhere."""
+    if str(machine.get("arch", "")).lower() not in ("aarch64", "arm64"):
+        return None
+    from .pi_estimate import estimate_lines
+
+    return [f"this machine: {machine.get('cpu')}; ISA {machine.get('isa')} (absent: {machine.get('isa_absent')})",
+            *estimate_lines()]
 
 
 def _refs_text(refs: list[str]) -> str:

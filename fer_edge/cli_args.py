@@ -15,6 +15,16 @@ def positive_int(s: str) -> int:
     return v
 
 
+def camera_arg(s: str) -> int | str:
+    """argparse type for --camera: an index, or 'picam' (the Raspberry Pi camera through picamera2)."""
+    if s.strip().lower() == "picam":
+        return "picam"
+    try:
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{s}' is neither a camera index nor 'picam'")
+
+
 def detect_size(s: str) -> int:
     """argparse type for --detect-size: 0 (full size, within the detector's pixel budget) or at least 32."""
     v = int(s)

@@ -162,11 +162,39 @@ def predict_faces(classifier, images: np.ndarray, tta: str | None = None, batch:
     return (probs / len(views)).astype(np.float32)
 
 
+def write_predictions(path: str | os.PathLike, paths: Sequence[str], labels: np.ndarray, probs: np.ndarray,
+                      classes: Sequence[str]) -> Path:
+    """CSV, one row per image: ``path, label, pred, prob_<class>...`` (probabilities with 6 decimals)."""
+    import csv
+
+    p = Path(path).expanduser()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "pred", *(f"prob_{c}" for c in classes)])
+            for i, row in enumerate(probs):
+                name = paths[i] if i < len(paths) else str(i)
+                w.writerow([name, classes[int(labels[i])], classes[int(row.argmax())], *(f"{v:.6f}" for v in row)])
+    except OSError as e:
+        raise FerEdgeError(f"cannot write {path} ({e.strerror or e})")
+    return p
+
+
+def read_predictions(path: str | os.PathLike) -> dict[str, tuple[str, str]]:
+    """``path -> (label, pred)`` from a CSV written by :func:`write_predictions`."""
+    import csv
+
+    with open(Path(path).expanduser(), newline="") as f:
+        return {r["path"]: (r["label"], r["pred"]) for r in csv.DictReader(f)}
+
+
 def evaluate(model_path: str | os.PathLike | Sequence[str | os.PathLike], data: str | os.PathLike,
              split: str | None = None,
              tta: str | None = None, json_path: str | None = None, confusion_path: str | None = None,
              out_dir: str | None = None, backend: str | None = None, threads: int | None = None,
-             batch: int = 64, log=None, show_report: bool = True) -> dict[str, Any]:
+             batch: int = 64, log=None, show_report: bool = True, predictions_path: str | None = None
+             ) -> dict[str, Any]:
     """Evaluate a model (or several, as an ensemble of averaged probabilities) on a labelled split; print the
     report, write the confusion PNG and optional JSON."""
     from fer_edge.data import resolve_eval_data
@@ -221,4 +249,6 @@ def evaluate(model_path: str | os.PathLike | Sequence[str | os.PathLike], data: 
             log(f"fer-edge: confusion matrix PNG skipped: {PNG_NEEDS}")
         else:
             log(f"fer-edge: confusion matrix -> {p}")
+    if predictions_path:
+        write_predictions(predictions_path, ds.paths, ds.labels, probs, classes)
     return m

@@ -170,6 +170,10 @@ class EmotionRecognizer:
                 kind = ("video" if "://" in text else "images" if p.is_dir()
                         else "image" if p.suffix.lower() in IMAGE_SUFFIXES else "video")
         if kind == "camera":
+            if isinstance(source, str) and source.strip().lower() == "picam":
+                from fer_edge.runtime.sources import PiCameraSource
+
+                return PiCameraSource()
             return VideoSource(int(source), is_camera=True)
         if kind == "video":
             return VideoSource(os.fspath(source))
@@ -183,7 +187,7 @@ class EmotionRecognizer:
 
     def pipeline(self, source: VideoSource | ImageSource | None = None) -> EmotionPipeline:
         """A detector + classifier pipeline for ``source``: with a tracker (ids, smoothing) for video and camera."""
-        streaming = isinstance(source, VideoSource)
+        streaming = isinstance(source, VideoSource) or bool(getattr(source, "is_camera", False))
         tracker = FaceTracker(alpha=self.smooth) if streaming and self.smooth is not None else None
         return EmotionPipeline(self.detector, self.classifier, self.crop_margin, tracker)
 

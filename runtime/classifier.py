@@ -7,6 +7,7 @@ in a buffer the classifier owns and reuses: copy what you keep.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,10 @@ class OnnxRuntimeClassifier(EmotionClassifier):
         return raw
 
 
+class OpenVinoCannotRun(FerEdgeError):
+    """OpenVINO loads and compiles the model but cannot execute it on this CPU."""
+
+
 class OpenVinoClassifier(EmotionClassifier):
     backend = "openvino"
 
@@ -177,6 +182,13 @@ class OpenVinoClassifier(EmotionClassifier):
         self._ov = ov
         self._request = self.compiled.create_infer_request()
         self._tensors: dict[tuple[int, int], tuple] = {}
+        # Some CPUs compile a model that then fails on every inference (e.g. INT8 convolutions on a Cortex-A72:
+        # "Convolution node ... object is not initialized"): find out now, in one line, not in the frame loop.
+        try:
+            self._request.infer({0: np.zeros((1, meta.channels, *meta.input_size), np.float32)})
+        except Exception as e:
+            raise OpenVinoCannotRun(f"OpenVINO cannot run classifier {path} on this CPU ({_first_line(e)}); run the "
+                                    "model's .onnx export on ONNX Runtime instead") from e
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """Run on ``batch`` in place through an ov.Tensor sharing its memory."""
@@ -205,8 +217,10 @@ def _ov_metadata(model, path: Path) -> str | None:
 
 
 def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
+    """The message of ``e`` in one line: OpenVINO's C++ source locations ("Exception from src/...:") skipped."""
+    text = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    said = [ln for ln in text if not ln.startswith("Exception from ")]
+    return (said or text or [type(e).__name__])[0][:200]
 
 
 def load_classifier(path: str | os.PathLike, backend: str | None = None, threads: int | None = None,
@@ -221,5 +235,23 @@ def load_classifier(path: str | os.PathLike, backend: str | None = None, threads
     if kind == "openvino":
         if p.suffix.lower() == ".xml" and not p.with_suffix(".bin").is_file():
             raise FerEdgeError(f"classifier {p}: its weights file {p.with_suffix('.bin').name} is missing")
-        return OpenVinoClassifier(p, threads, precision_hint)
+        try:
+            return OpenVinoClassifier(p, threads, precision_hint)
+        except OpenVinoCannotRun as e:
+            onnx = p.with_suffix(".onnx")
+            if backend is not None or not _is_packaged(p) or not onnx.is_file():
+                raise
+            # the shipped default model: fall back on its ONNX twin, and say so in one line
+            print(f"fer-edge: {e}; using {onnx.name} on ONNX Runtime", file=sys.stderr, flush=True)
+            p = onnx
     return OnnxRuntimeClassifier(p, threads)
+
+
+def _is_packaged(p: Path) -> bool:
+    """Whether ``p`` is one of the classifier files shipped inside the package."""
+    from importlib import resources
+
+    try:
+        return p.resolve().parent == Path(str(resources.files("fer_edge") / "assets")).resolve()
+    except (ModuleNotFoundError, OSError):
+        return False

@@ -156,3 +156,85 @@ class ImageSource:
 
     def close(self) -> None:
         pass
+
+
+PICAMERA2_HINT = ("the Raspberry Pi camera needs picamera2: 'sudo apt install -y python3-picamera2', and a venv made "
+                  "with 'python3 -m venv --system-site-packages' so that it sees the system's picamera2")
+
+
+class PiCameraSource:
+    """A Raspberry Pi camera module (libcamera) through ``picamera2``, read into one reused BGR buffer.
+
+    libcamera cameras are not V4L2 capture devices that ``cv2.VideoCapture(N)`` can open on current Raspberry Pi
+    OS, hence this source (``--camera picam``). Each frame is copied once out of the camera's mapped buffer into
+    the buffer the loop sees (the next frame overwrites it), and the camera's request is released at once.
+    """
+
+    is_camera = True
+
+    def __init__(self, size: tuple[int, int] = (640, 480), camera_num: int = 0):
+        try:
+            import picamera2
+        except ImportError as e:
+            raise FerEdgeError(f"{PICAMERA2_HINT} ({e})")
+        mapped = getattr(picamera2, "MappedArray", None)
+        if mapped is None:
+            from picamera2.request import MappedArray as mapped
+        self._mapped = mapped
+        self.name = f"picam:{camera_num}"
+        self.fps = 30.0
+        self.error: str | None = None
+        self._size = size
+        try:
+            self.cam = picamera2.Picamera2(camera_num)
+            # "RGB888" is libcamera's name for 24-bit pixels stored B, G, R: OpenCV's BGR order
+            config = self.cam.create_video_configuration(main={"size": size, "format": "RGB888"})
+            self.cam.configure(config)
+            self.cam.start()
+        except Exception as e:  # picamera2 raises RuntimeError/IndexError/... when no camera is attached
+            raise FerEdgeError(f"Raspberry Pi camera {camera_num} does not open (is it connected, enabled and free?"
+                               f" {_one_line(e)})")
+        self._buf: np.ndarray | None = None
+
+    def _read(self) -> np.ndarray:
+        request = self.cam.capture_request()
+        try:
+            with self._mapped(request, "main") as m:
+                arr = m.array
+                w, h = self._size
+                if arr.ndim == 3 and arr.shape[2] >= 3:
+                    arr = arr[:h, :w, :3]
+                elif arr.ndim == 2:  # a packed buffer: rows of stride bytes
+                    arr = arr[:h, : w * 3].reshape(h, w, 3)
+                if self._buf is None or self._buf.shape != arr.shape:
+                    self._buf = np.empty(arr.shape, np.uint8)
+                np.copyto(self._buf, arr)
+        finally:
+            request.release()
+        return self._buf
+
+    def __iter__(self) -> Iterator[Frame]:
+        t0 = time.perf_counter()
+        index = 0
+        while True:
+            try:
+                img = self._read()
+            except Exception as e:
+                if index == 0:
+                    raise FerEdgeError(f"Raspberry Pi camera delivered no frame ({_one_line(e)})")
+                self.error = f"Raspberry Pi camera stopped delivering frames after {index} frames ({_one_line(e)})"
+                break
+            yield Frame(img, index, time.perf_counter() - t0, self.name)
+            index += 1
+
+    def close(self) -> None:
+        try:
+            self.cam.stop()
+            self.cam.close()
+        except Exception:
+            pass
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__

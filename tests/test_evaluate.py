@@ -221,3 +221,21 @@ def test_evaluate_an_ensemble_averages_the_models_probabilities(subset, tiny_onn
     other = make_onnx(tmp_path / "three.onnx", default_meta(classes=["angry", "happy", "sad"]), n_out=3)
     r = run_cli("evaluate", str(tiny_onnx), str(other), "--data", str(subset / "val"), "--no-confusion")
     assert_clean_error(r, "an ensemble needs the same classes")
+
+
+def test_evaluate_writes_per_image_predictions(subset, tiny_onnx, tmp_path):
+    """--predictions: one CSV row per image whose labels and argmax match an independent ONNX Runtime run."""
+    from fer_edge.evaluate import read_predictions
+
+    preds = tmp_path / "p.csv"
+    r = run_cli("evaluate", str(tiny_onnx), "--data", str(subset / "val"), "--predictions", str(preds),
+                "--no-confusion", "--quiet")
+    assert r.returncode == 0, r.stderr
+    rows = read_predictions(preds)
+    y, pred = expected_onnx_preds(tiny_onnx, subset / "val")
+    assert len(rows) == len(y) == 56
+    order = sorted(rows)  # val/<class>/<file>: the same class-then-file order as expected_onnx_preds
+    assert [rows[k][0] for k in order] == [EMOTIONS[i] for i in y]
+    assert [rows[k][1] for k in order] == [EMOTIONS[i] for i in pred]
+    header = preds.read_text().splitlines()[0].split(",")
+    assert header[:3] == ["path", "label", "pred"] and header[3:] == [f"prob_{c}" for c in EMOTIONS]

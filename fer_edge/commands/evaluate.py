@@ -21,6 +21,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "PublicTest) or a split folder name under --data")
     p.add_argument("--tta", choices=("flip", "tencrop"), help="test-time augmentation (averaged probabilities)")
     p.add_argument("--json", metavar="PATH", help="write accuracy, macro_f1, per_class, confusion, n as JSON")
+    p.add_argument("--predictions", metavar="CSV", help="write one row per image: path, label, predicted class and "
+                   "the probability of every class (to compare two machines or backends image by image)")
     p.add_argument("--confusion", metavar="PATH",
                    help="confusion matrix PNG (default: <model stem>_confusion.png beside the model or in --out)")
     p.add_argument("--no-confusion", action="store_true", help="do not write the confusion matrix PNG")
@@ -38,5 +40,5 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     confusion = "" if args.no_confusion else args.confusion
     evaluate(args.model, args.data, split=args.split, tta=args.tta, json_path=args.json, confusion_path=confusion,
-             out_dir=args.out, backend=args.backend, threads=args.threads, log=log)
+             predictions_path=args.predictions, out_dir=args.out, backend=args.backend, threads=args.threads, log=log)
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from fer_edge.cli_args import EXIT_OK, EXIT_PARTIAL, detect_size, positive_int
+from fer_edge.cli_args import EXIT_OK, EXIT_PARTIAL, camera_arg, detect_size, positive_int
 from fer_edge.runtime.errors import FerEdgeError
 
 
@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help="detect faces and classify their emotions in a camera, video or images",
                        description="Find every face and classify its emotion, on the CPU, with no torch.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--camera", type=int, metavar="N", help="camera index (0 = default webcam)")
+    src.add_argument("--camera", type=camera_arg, metavar="N|picam", help="camera index (0 = default webcam), or "
+                     "'picam': the Raspberry Pi camera module through picamera2")
     src.add_argument("--video", metavar="PATH_OR_URL", help="video file or stream URL")
     src.add_argument("--image", metavar="PATH", help="one image file")
     src.add_argument("--images", metavar="DIR", help="folder of images (recursive, sorted)")
@@ -83,7 +84,7 @@ def _cmd_run(args) -> int:
         source = recognizer.open_source(args.video, "video")
     else:
         source = recognizer.open_source(args.camera, "camera")
-    streaming = isinstance(source, VideoSource)
+    streaming = source.is_camera or isinstance(source, VideoSource)
     check_run_outputs(save=args.save, json=args.json, csv=args.csv, streaming=streaming, image=args.image,
                       images=args.images, image_paths=None if streaming else source.paths, video=args.video,
                       other_inputs=(classifier.path, args.detector_model, args.detector_config),

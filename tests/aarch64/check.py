@@ -51,11 +51,13 @@ GUEST_SHARED = "/mnt/shared"
 GUEST_ASSETS = "~/fer-edge-venv/lib/python3.11/site-packages/fer_edge/assets"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The targets, on the full val split. A subset of a few dozen faces per class cannot resolve 0.3 points, and
-# on an AVX2-only x86 host (no VNNI) about 3% of faces get another class than on Arm, whose INT8 kernels (Cortex-A72
-# without and A76 with dot-product instructions) agree with each other on every face: the x86 side is the likely
-# inexact one (its AVX2 INT8 kernels multiply-add through saturating 16-bit sums); the subset gate allows for that.
+# on an AVX2-only x86 host (no VNNI) about 5% of faces get another class than on Arm (15 of 280 measured), whose INT8
+# kernels (Cortex-A72 without and A76 with dot-product instructions) agree with each other on every face: the x86 side
+# is the likely inexact one (its AVX2 INT8 kernels multiply-add through saturating 16-bit sums). The subset gate
+# allows for that and also requires the two Arm CPUs to agree.
 MAX_ACC_DIFF, MIN_AGREEMENT = 0.003, 0.99
-SUBSET_ACC_DIFF, SUBSET_AGREEMENT = 0.03, 0.95
+SUBSET_ACC_DIFF, SUBSET_AGREEMENT = 0.03, 0.90
+MIN_ARM_AGREEMENT = 0.99
 
 
 class Skip(Exception):
@@ -369,6 +371,15 @@ def targets(results: list[dict], max_acc_diff: float, min_agreement: float) -> l
     return missed
 
 
+def missed_targets(summary: dict) -> list[str]:
+    t = summary["targets"]
+    missed = targets(summary["results"], t["max_accuracy_diff"], t["min_agreement"])
+    arm = summary.get("a72_vs_a76_agreement")
+    if arm is not None and arm < MIN_ARM_AGREEMENT:
+        missed.append(f"Cortex-A72 and Cortex-A76 agree on {100 * arm:.2f}% of faces < {100 * MIN_ARM_AGREEMENT:.0f}%")
+    return missed
+
+
 def markdown(s: dict) -> str:
     lines = ["# aarch64 check (emulated)", "", f"- command: `{s['command']}`", f"- host: {s['host']}",
              f"- root: `{s['mmdebstrap']}`", f"- data: {s['data']}", "", "## Timings (s)", ""]
@@ -471,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     full = args.full_val
     summary["targets"] = {"max_accuracy_diff": MAX_ACC_DIFF if full else SUBSET_ACC_DIFF,
                           "min_agreement": MIN_AGREEMENT if full else SUBSET_AGREEMENT}
-    summary["missed"] = targets(results, summary["targets"]["max_accuracy_diff"], summary["targets"]["min_agreement"])
+    summary["missed"] = missed_targets(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "summary.md").write_text(markdown(summary))
     log(f"wrote {out / 'summary.md'}")

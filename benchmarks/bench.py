@@ -96,12 +96,13 @@ def _shared_default(*parts: str) -> Path | None:
 def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, data: str | None = None,
                   videos: list[str] | None = None, out: str = "benchmark-results", threads: int | None = None,
                   quick: bool = False, rounds: int | None = None, command: str | None = None, log=None,
-                  peer_fer: str | None = None) -> dict[str, Any]:
+                  peer_fer: str | None = None, loop_only: bool = False, loop_threads: list[int] | None = None,
+                  loop_rounds: int | None = None, loop_frames: int | None = None) -> dict[str, Any]:
     from fer_edge.evaluate import predict_faces
     from fer_edge.machine import machine_summary
     from fer_edge.metrics import confusion_from_labels, metrics_from_confusion
 
-    from .e2e import classify_matches, detected_crops, detector_latency, paste_faces, read_frames, run_loop_fps
+    from .e2e import classify_matches, compare_loops, detected_crops, paste_faces
     from .pareto import pareto_front, plot_tradeoff
     from .peers import load_fer_peer
     from .timing import interleaved_latency, throughput
@@ -129,11 +130,15 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
     rounds = rounds or (3 if quick else 10)
     calls = 10 if quick else 50
     report: dict[str, Any] = {"command": command, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(
-        timespec="seconds"), "quick": quick, "machine": machine_summary(threads)}
+        timespec="seconds"), "quick": quick, "machine": machine_summary(threads), "loop_only": loop_only}
     pi = pi_estimate_inputs(report["machine"])
     if pi:
         report["pi_estimate"] = pi
         log("\n".join(pi))
+    if loop_only:
+        return _loop_report(report, subjects, ds_path=data_path, videos=videos, out_dir=out_dir, threads=threads,
+                            quick=quick, log=log, loop_threads=loop_threads, loop_rounds=loop_rounds,
+                            loop_frames=loop_frames)
 
     # --- accuracy on the labelled split --------------------------------------------------------------
     from fer_edge.data import resolve_eval_data
@@ -206,29 +211,15 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
     report["classifiers"] = rows
     report["peers"] = peer_rows
 
-    # --- detectors ----------------------------------------------------------------------------------------
-    log("[4/5] face detectors and the end-to-end loop")
+    # --- detectors and the end-to-end loop -----------------------------------------------------------------
+    log("[4/5] face detectors and the end-to-end loop (today's loop against the new defaults)")
     runtime_subjects = [s for s in subjects if not s.is_torch]
-    detectors = {}
-    for v in videos[: 1 if quick else None]:
-        frames = read_frames(v, 30 if quick else 120)
-        for d in ("yunet", "res10"):
-            try:
-                detectors[f"{d} @ {Path(v).name}"] = {"detector": d, "video": v,
-                                                       **detector_latency(d, frames, 1 if quick else 3)}
-            except FerEdgeError as e:
-                detectors[f"{d} @ {Path(v).name}"] = {"detector": d, "video": v, "error": str(e)}
-    report["detectors"] = detectors
-    e2e = []
+    report["detectors"] = _detectors(videos, quick)
+    report["end_to_end"] = []
     for s in runtime_subjects[: 1 if quick else None]:
-        for v in videos[: 1 if quick else None]:
-            r = run_loop_fps(v, str(s.path), "yunet", threads, 60 if quick else None)
-            if "error" in r:
-                raise FerEdgeError(f"end-to-end run of {s.path.name} on {v} failed: {r['error']}")
-            e2e.append({"model": s.label, "video": v, "detector": "yunet", **r})
-            log(f"  {s.label} on {Path(v).name}: {r['fps']:.1f} fps, {r['faces_per_frame']:.2f} faces/frame, "
-                f"peak RSS {r['peak_rss_mb']:.0f} MB")
-    report["end_to_end"] = e2e
+        for e in compare_loops(videos[: 1 if quick else None], str(s.path), loop_threads or [threads],
+                               loop_rounds or 1, loop_frames or (60 if quick else None), log):
+            report["end_to_end"].append({"model": s.label, **e})
 
     # --- detection + crop accuracy on pasted faces --------------------------------------------------------
     log("[5/5] detection and crop accuracy on labelled faces pasted into frames")
@@ -242,10 +233,10 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
     faces, labels = ds.images[pick], ds.labels[pick]
     frames, truth = paste_faces(faces, bgs, per_frame=4, seed=1)
     pasted = []
-    for d in ("yunet", "res10"):
-        matches, total = detected_crops(frames, truth, d)
+    for d, size in PASTED_DETECTORS:
+        matches, total = detected_crops(frames, truth, d, max_side=size)
         face_idx = np.asarray([m[2] for m in matches], np.int64)
-        entry = {"detector": d, "faces": total, "frames": len(frames), "detected": len(matches),
+        entry = {"detector": _det_name(d, size), "faces": total, "frames": len(frames), "detected": len(matches),
                  "recall": len(matches) / max(total, 1), "models": []}
         for s in runtime_subjects or subjects:
             pred = classify_matches(s.classifier, frames, matches) if matches else np.zeros(0, np.int64)
@@ -260,7 +251,7 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
                                     if len(pred) else 0.0, "gap": float(hit_crops.mean() - hit_frames.mean())
                                     if len(pred) else 0.0, "gap_se": gap_se, "faces_compared": len(pred)})
         pasted.append(entry)
-        log(f"  {d}: recall {entry['recall']:.3f} on {total} pasted faces")
+        log(f"  {entry['detector']}: recall {entry['recall']:.3f} on {total} pasted faces")
     report["pasted_faces"] = pasted
 
     # --- outputs ------------------------------------------------------------------------------------------
@@ -285,60 +276,150 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
     return report
 
 
+PASTED_DETECTORS = (("yunet", -1), ("yunet", 640), ("res10", -1))  # -1: the detector's default size
+DETECTOR_SIZES = (("yunet", -1), ("yunet", 640), ("res10", -1))
+
+
+def _det_name(d: str, size: int) -> str:
+    from fer_edge.runtime.detectors import Res10Detector, YuNetDetector
+
+    default = {"yunet": YuNetDetector.default_side, "res10": Res10Detector.default_side}[d]
+    return f"{d} {default} px (default)" if size == -1 else f"{d} {size} px"
+
+
+def _detectors(videos: list[str], quick: bool) -> dict[str, Any]:
+    from .e2e import detector_latency, read_frames
+
+    detectors = {}
+    for v in videos[: 1 if quick else None]:
+        frames = read_frames(v, 30 if quick else 120)
+        for d, size in DETECTOR_SIZES:
+            key = f"{_det_name(d, size)} @ {Path(v).name}"
+            try:
+                detectors[key] = {"detector": _det_name(d, size), "video": v,
+                                  **detector_latency(d, frames, 1 if quick else 3, max_side=size)}
+            except FerEdgeError as e:
+                detectors[key] = {"detector": _det_name(d, size), "video": v, "error": str(e)}
+    return detectors
+
+
+def _loop_report(report: dict[str, Any], subjects, ds_path, videos, out_dir: Path, threads, quick, log,
+                 loop_threads, loop_rounds, loop_frames) -> dict[str, Any]:
+    """``--loop-only``: detectors, today's loop against the new defaults, and pasted-face recall of both sizes."""
+    from .e2e import compare_loops, detected_crops, paste_faces
+
+    runtime_subjects = [s for s in subjects if not s.is_torch]
+    if not runtime_subjects:
+        raise FerEdgeError("--loop-only needs an exported model (.onnx or .xml)")
+    log("[1/3] face detectors")
+    report["detectors"] = _detectors(videos, quick)
+    log("[2/3] the end-to-end loop: today's loop against the new defaults, alternating round by round")
+    report["end_to_end"] = []
+    for s in runtime_subjects[:1]:
+        for e in compare_loops(videos[: 1 if quick else None], str(s.path), loop_threads or [threads],
+                               loop_rounds or (1 if quick else 2), loop_frames or (60 if quick else None), log):
+            report["end_to_end"].append({"model": s.label, **e})
+    log("[3/3] detection recall on labelled faces pasted into frames")
+    import cv2
+
+    from fer_edge.data import resolve_eval_data
+
+    ds = resolve_eval_data(str(ds_path), tuple(subjects[0].classifier.classes), None, size=None, log=log)
+    media = _shared_default("media")
+    bgs = [cv2.imread(str(p)) for p in sorted(media.glob("voc_*.jpg"))] if media else []
+    bgs = [b for b in bgs if b is not None] or [np.full((480, 640, 3), 90, np.uint8)]
+    pick = np.sort(np.random.default_rng(1).permutation(len(ds))[: 60 if quick else 600])
+    frames, truth = paste_faces(ds.images[pick], bgs, per_frame=4, seed=1)
+    report["pasted_faces"] = []
+    for d, size in PASTED_DETECTORS:
+        matches, total = detected_crops(frames, truth, d, max_side=size)
+        report["pasted_faces"].append({"detector": _det_name(d, size), "faces": total, "frames": len(frames),
+                                       "detected": len(matches), "recall": len(matches) / max(total, 1),
+                                       "models": []})
+        log(f"  {_det_name(d, size)}: recall {len(matches) / max(total, 1):.3f} on {total} pasted faces")
+    (out_dir / "benchmark.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    (out_dir / "benchmark.md").write_text(markdown(report))
+    log(f"fer-edge: wrote {out_dir / 'benchmark.md'}, {out_dir / 'benchmark.json'}")
+    return report
+
+
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
-    lines = [f"# fer-edge benchmark{' (quick)' if r['quick'] else ''}", "",
-             f"- command: `{r['command']}`" if r.get("command") else "- command: (API call)",
+    title = "# fer-edge benchmark" + (" (quick)" if r["quick"] else "")
+    title += " (run loop only)" if r.get("loop_only") else ""
+    lines = [title,
+             "", f"- command: `{r['command']}`" if r.get("command") else "- command: (API call)",
              f"- machine: {m['cpu']} ({m['arch']}), {m['cores']} cores, {m['threads']} threads; ISA: {m['isa']}"
              + (f" (absent: {m['isa_absent']})" if m.get("isa_absent") else "")
              + (f"; {m['isa_note']}" if m.get("isa_note") else ""),
              f"- software: {m['os']}, Python {m['python']}, "
              + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()),
-             f"- date: {r['created']}",
-             f"- accuracy on {r['accuracy_data']['faces']} faces of `{r['accuracy_data']['source']}`; top-1 agreement "
-             "and speed-up of each model against " + _refs_text(r['accuracy_data']['fp32_reference']), "",
-             "## Classifiers", "",
-             "| model | size MB | accuracy | macro-F1 | agreement with FP32 | ms/face batch 1 (median) | p90 ms | "
-             "speed-up vs PyTorch | best faces/s (batch) | Pareto | accuracy vs fer | macro-F1 vs fer | "
-             "ms/face / fer's |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: |"]
-    for c in r["classifiers"] + r.get("peers", []):
-        sp = f"{c['speedup_vs_pytorch']:.1f}x" if c["speedup_vs_pytorch"] else "n/a"
-        agree = "n/a" if c["agreement_with_fp32"] is None else f"{c['agreement_with_fp32']:.4f}"
-        vs = c.get("vs_fer")
-        vs_cells = (f"{vs['accuracy_points']:+.2f} pts | {vs['macro_f1_points']:+.2f} pts | {vs['latency_ratio']:.2f}x"
-                    if vs else "n/a | n/a | n/a")
-        lines.append(f"| {c['label']} | {c['size_mb']:.2f} | {c['accuracy']:.4f} | {c['macro_f1']:.4f} | "
-                     f"{agree} | {c['latency_ms']:.3f} | {c['latency_p90_ms']:.3f} | {sp} | "
-                     f"{c['best_throughput_faces_per_s']:.0f} ({c['best_batch']}) | {'yes' if c['pareto'] else ''} | "
-                     f"{vs_cells} |")
-    lines += ["", "Latency: interleaved rounds, every model in every round; speed-ups are ratios from this one run."
-              + (" The fer row is the peer (its own preprocessing, one face per call); the last three columns "
-                 "compare every row with it." if r.get("peers") else " No fer peer row (see --peer-fer)."),
-              "", "## Face detectors (ms per frame)", "", "| detector | video | frame | median ms | p90 ms |",
+             f"- date: {r['created']}"]
+    if "classifiers" in r:
+        lines += [f"- accuracy on {r['accuracy_data']['faces']} faces of `{r['accuracy_data']['source']}`; top-1 "
+                  "agreement and speed-up of each model against " + _refs_text(r['accuracy_data']['fp32_reference']),
+                  "", "## Classifiers", "",
+                  "| model | size MB | accuracy | macro-F1 | agreement with FP32 | ms/face batch 1 (median) | p90 ms | "
+                  "speed-up vs PyTorch | best faces/s (batch) | Pareto | accuracy vs fer | macro-F1 vs fer | "
+                  "ms/face / fer's |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: |"]
+        for c in r["classifiers"] + r.get("peers", []):
+            sp = f"{c['speedup_vs_pytorch']:.1f}x" if c["speedup_vs_pytorch"] else "n/a"
+            agree = "n/a" if c["agreement_with_fp32"] is None else f"{c['agreement_with_fp32']:.4f}"
+            vs = c.get("vs_fer")
+            vs_cells = (f"{vs['accuracy_points']:+.2f} pts | {vs['macro_f1_points']:+.2f} pts | "
+                        f"{vs['latency_ratio']:.2f}x" if vs else "n/a | n/a | n/a")
+            lines.append(f"| {c['label']} | {c['size_mb']:.2f} | {c['accuracy']:.4f} | {c['macro_f1']:.4f} | "
+                         f"{agree} | {c['latency_ms']:.3f} | {c['latency_p90_ms']:.3f} | {sp} | "
+                         f"{c['best_throughput_faces_per_s']:.0f} ({c['best_batch']}) | "
+                         f"{'yes' if c['pareto'] else ''} | {vs_cells} |")
+        lines += ["", "Latency: interleaved rounds, every model in every round; speed-ups are ratios from this one run."
+                  + (" The fer row is the peer (its own preprocessing, one face per call); the last three columns "
+                     "compare every row with it." if r.get("peers") else " No fer peer row (see --peer-fer).")]
+    lines += ["", "## Face detectors (ms per frame)", "", "| detector | video | frame | median ms | p90 ms |",
               "| --- | --- | --- | ---: | ---: |"]
     for d in r["detectors"].values():
         if "error" in d:
             lines.append(f"| {d['detector']} | {Path(d['video']).name} | | {d['error']} | |")
         else:
-            lines.append(f"| {d['detector']} | {Path(d['video']).name} | {d['frame_size'][1]}x{d['frame_size'][0]} | "
-                         f"{d['median_ms']:.2f} | {d['p90_ms']:.2f} |")
-    lines += ["", "## End to end (`fer-edge run` loop: decode, detect, crop, classify, smooth, draw, JSON)", "",
-              "| model | video | frames | fps | faces/frame | decode ms | detect ms | classify ms | track ms | "
-              "output ms | peak RSS MB |", "| --- | --- " + "| ---: " * 9 + "|"]
+            size = f"{d['frame_size'][1]}x{d['frame_size'][0]}"
+            lines.append(f"| {d['detector']} | {Path(d['video']).name} | {size} | {d['median_ms']:.2f} | "
+                         f"{d['p90_ms']:.2f} |")
+    lines += ["", "## End to end: today's loop against the new defaults", "",
+              "The real `fer-edge run` loop (decode, detect, crop, classify, smooth, draw, JSON Lines and an annotated "
+              "video), each run in a fresh process, old and new alternating round by round. Per-frame ms: `decode` and "
+              "`output` run in threads of their own in the new loop (overlapped: their busy time, not on the critical "
+              "path); `overhead` is the frame time spent neither detecting nor classifying (decode + track + output "
+              "when serial; waiting for a frame + track + drawing and handing over when threaded).", "",
+              "| model | video | threads | loop | flags | frames | fps | speed-up | faces/frame | full detections | "
+              "decode ms | detect ms | classify ms | track ms | output ms | overhead ms (share) | peak RSS MB |",
+              "| --- | --- | ---: | --- | --- " + "| ---: " * 12 + "|"]
     for e in r["end_to_end"]:
-        s = e["stage_ms"]
-        lines.append(f"| {e['model']} | {Path(e['video']).name} | {e['frames']} | {e['fps']:.1f} | "
-                     f"{e['faces_per_frame']:.2f} | {s['decode']:.2f} | {s['detect']:.2f} | {s['classify']:.2f} | "
-                     f"{s['track']:.2f} | {s['output']:.2f} | {e['peak_rss_mb']:.0f} |")
-    lines += ["", "## Detection and crop on labelled faces pasted into frames", "",
-              "| detector | faces | recall | model | accuracy of detected faces | accuracy of the same faces as crops "
-              "| gap (± standard error) |", "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
-    for p in r["pasted_faces"]:
-        for m2 in p["models"]:
-            lines.append(f"| {p['detector']} | {p['faces']} | {p['recall']:.3f} | {m2['model']} | "
-                         f"{m2['accuracy_detected_in_frames']:.4f} | {m2['accuracy_same_faces_as_crops']:.4f} | "
-                         f"{m2['gap']:+.4f} (± {m2.get('gap_se', float('nan')):.4f}) |")
+        for name in ("old", "new"):
+            x = e[name]
+            s = x["stage_ms"]
+            sp = f"{e['speedup']:.2f}x ({', '.join(f'{v:.2f}' for v in e['speedups'])})" if name == "new" else "1.00x"
+            lines.append(f"| {e['model']} | {Path(e['video']).name} | {e['threads'] or 'all'} | {name} | "
+                         f"{x['flags']} | "
+                         f"{x['frames']} | {x['fps']:.1f} | {sp} | {x['faces_per_frame']:.2f} | "
+                         f"{x['full_detections']} | {s['decode']:.2f} | {s['detect']:.2f} | {s['classify']:.2f} | "
+                         f"{s['track']:.2f} | {s['output']:.2f} | {x['overhead_ms']:.2f} "
+                         f"({100 * x['overhead_share']:.1f}%) | {x['peak_rss_mb']:.0f} |")
+    lines += ["", "Speed-up: median over rounds of new fps / old fps within the round (each round's ratio in "
+              "brackets)."]
+    lines += ["", "## Detection on labelled faces pasted into frames", ""]
+    if any(p["models"] for p in r["pasted_faces"]):
+        lines += ["| detector | faces | recall | model | accuracy of detected faces | accuracy of the same faces as "
+                  "crops | gap (± standard error) |", "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+        for p in r["pasted_faces"]:
+            for m2 in p["models"]:
+                lines.append(f"| {p['detector']} | {p['faces']} | {p['recall']:.3f} | {m2['model']} | "
+                             f"{m2['accuracy_detected_in_frames']:.4f} | {m2['accuracy_same_faces_as_crops']:.4f} | "
+                             f"{m2['gap']:+.4f} (± {m2.get('gap_se', float('nan')):.4f}) |")
+    else:
+        lines += ["| detector | faces | detected | recall |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {p['detector']} | {p['faces']} | {p['detected']} | {p['recall']:.3f} |"
+                  for p in r["pasted_faces"]]
     if r.get("plot"):
         lines += ["", f"![accuracy vs speed]({Path(r['plot']).name})"]
     if r.get("pi_estimate"):

@@ -28,48 +28,117 @@ def peak_rss_mb() -> float:
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
-def _loop_child(video: str, model: str, detector: str, threads: int | None, max_frames: int | None, q) -> None:
+# today's loop before issue 16 and the new defaults, as `fer-edge run` flags (the benchmark runs both)
+OLD_LOOP = {"detect_size": 640, "detect_every": 1, "carry": "roi", "hold": (0.0, 1), "threaded": False}
+NEW_LOOP = {"detect_size": None, "detect_every": None, "carry": "roi", "hold": None, "threaded": True}
+
+
+def loop_flags(config: dict) -> str:
+    """The `fer-edge run` flags that give ``config`` (empty for the defaults)."""
+    f = []
+    if config.get("detect_size") is not None:
+        f.append(f"--detect-size {config['detect_size']}")
+    if config.get("detect_every") is not None:
+        f.append(f"--detect-every {config['detect_every']}")
+    if config.get("hold") is not None:
+        f.append(f"--hold-frames {config['hold'][1]}" if config["hold"][1] == 1 else
+                 f"--hold-margin {config['hold'][0]} --hold-frames {config['hold'][1]}")
+    if not config.get("threaded", True):
+        f.append("--serial")
+    return " ".join(f) or "(defaults)"
+
+
+def _loop_child(video: str, model: str, detector: str, threads: int | None, max_frames: int | None, q,
+                config: dict | None = None) -> None:
+    import cv2
+
     from fer_edge.runtime.classifier import load_classifier
     from fer_edge.runtime.detectors import create_detector
-    from fer_edge.runtime.pipeline import EmotionPipeline, run_loop
-    from fer_edge.runtime.sinks import JsonlSink
+    from fer_edge.runtime.pipeline import DETECT_EVERY, EmotionPipeline, run_loop
+    from fer_edge.runtime.sinks import JsonlSink, VideoSink
     from fer_edge.runtime.sources import VideoSource
-    from fer_edge.runtime.tracker import FaceTracker
+    from fer_edge.runtime.stages import run_loop_threaded
+    from fer_edge.runtime.tracker import HOLD_FRAMES, HOLD_MARGIN, FaceTracker, Hysteresis
 
+    c = {**NEW_LOOP, **(config or {})}
     try:
-        pipeline = EmotionPipeline(create_detector(detector), load_classifier(model, threads=threads),
-                                   tracker=FaceTracker())
+        if threads:
+            cv2.setNumThreads(threads)
+        size = -1 if c["detect_size"] is None else c["detect_size"]
+        every = DETECT_EVERY if c["detect_every"] is None else c["detect_every"]
+        hold = Hysteresis(*(c["hold"] or (HOLD_MARGIN, HOLD_FRAMES)))
+        pipeline = EmotionPipeline(create_detector(detector, max_side=size), load_classifier(model, threads=threads),
+                                   tracker=FaceTracker(hysteresis=hold), detect_every=every, carry=c["carry"])
         source = VideoSource(video)
+        loop = run_loop_threaded if c["threaded"] else run_loop
         with tempfile.TemporaryDirectory() as d:
-            sink = JsonlSink(Path(d) / "faces.jsonl")
-            stats = run_loop(source, pipeline, [sink], draw=True, max_frames=max_frames)
-            sink.close()
+            sinks = [JsonlSink(Path(d) / "faces.jsonl"), VideoSink(Path(d) / "annotated.mp4", source.fps)]
+            stats = loop(source, pipeline, sinks, draw=True, max_frames=max_frames)
+            for s in sinks:
+                s.close()
         source.close()
+        n = max(stats.frames, 1)
+        t = stats.timings
+        # loop overhead: the part of the frame time the main thread spends neither detecting nor classifying
+        # (decode, track, drawing and outputs when serial; waiting for a frame, track and handing over when threaded)
+        overhead = stats.seconds - t["detect"] - t["classify"]
         q.put({"frames": stats.frames, "faces": stats.faces, "seconds": stats.seconds, "fps": stats.fps,
-               "faces_per_frame": stats.faces / max(stats.frames, 1),
-               "stage_ms": {k: 1e3 * v / max(stats.frames, 1) for k, v in stats.timings.items()},
-               "peak_rss_mb": peak_rss_mb()})
+               "faces_per_frame": stats.faces / n, "full_detections": pipeline.full_detections,
+               "stage_ms": {k: 1e3 * v / n for k, v in t.items()}, "overhead_ms": 1e3 * overhead / n,
+               "overhead_share": overhead / max(stats.seconds, 1e-9), "peak_rss_mb": peak_rss_mb()})
     except Exception as e:  # reported, not raised: the parent prints one line
         q.put({"error": f"{type(e).__name__}: {e}"})
 
 
 def run_loop_fps(video: str, model: str, detector: str = "yunet", threads: int | None = None,
-                 max_frames: int | None = None) -> dict[str, Any]:
-    """FPS, per-stage split and peak resident memory of the run loop, in a fresh process of its own."""
+                 max_frames: int | None = None, config: dict | None = None) -> dict[str, Any]:
+    """FPS, per-stage split and peak resident memory of the run loop (``config``: OLD_LOOP, NEW_LOOP or a
+    variation), in a fresh process of its own. It writes JSON Lines and an annotated video, as
+    `fer-edge run --json F --save V` does."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_loop_child, args=(video, model, detector, threads, max_frames, q))
+    p = ctx.Process(target=_loop_child, args=(video, model, detector, threads, max_frames, q, config))
     p.start()
     result = q.get(timeout=1800)
     p.join()
     return result
 
 
-def detector_latency(detector: str, frames: list[np.ndarray], rounds: int = 3) -> dict[str, float]:
-    """Median and p90 ms per frame of ``detector`` at the sizes `run` uses."""
+def compare_loops(videos: list[str], model: str, threads_list: list[int | None], rounds: int,
+                  max_frames: int | None, log) -> list[dict[str, Any]]:
+    """Old and new loop on every video and thread count, alternating round by round; per (video, threads) the
+    median fps of each and the median of the per-round ratios new / old."""
+    runs: dict[tuple, list] = {}
+    for r in range(rounds):
+        for v in videos:
+            for th in threads_list:
+                for name, cfg in (("old", OLD_LOOP), ("new", NEW_LOOP)):
+                    res = run_loop_fps(v, model, "yunet", th, max_frames, cfg)
+                    if "error" in res:
+                        raise RuntimeError(f"end-to-end run on {v} failed: {res['error']}")
+                    runs.setdefault((v, th, name), []).append(res)
+                    log(f"  round {r + 1}/{rounds} {Path(v).name} threads {th or 'all'} {name}: {res['fps']:.1f} fps")
+    out = []
+    for v in videos:
+        for th in threads_list:
+            old, new = runs[(v, th, "old")], runs[(v, th, "new")]
+            ratios = [b["fps"] / a["fps"] for a, b in zip(old, new)]
+            entry = {"video": v, "threads": th, "rounds": rounds, "speedup": float(np.median(ratios)),
+                     "speedups": ratios}
+            for name, rs in (("old", old), ("new", new)):
+                best = sorted(rs, key=lambda x: x["fps"])[len(rs) // 2]  # the median run, with its stage split
+                entry[name] = {**best, "fps": float(np.median([x["fps"] for x in rs])),
+                               "flags": loop_flags(OLD_LOOP if name == "old" else NEW_LOOP)}
+            out.append(entry)
+    return out
+
+
+def detector_latency(detector: str, frames: list[np.ndarray], rounds: int = 3, max_side: int | None = -1
+                     ) -> dict[str, float]:
+    """Median and p90 ms per frame of ``detector`` (at the size `run` uses unless ``max_side`` is given)."""
     from fer_edge.runtime.detectors import create_detector
 
-    det = create_detector(detector)
+    det = create_detector(detector, max_side=max_side)
     for f in frames[:5]:
         det.detect(f)
     times = []
@@ -140,12 +209,12 @@ def paste_faces(faces: np.ndarray, backgrounds: list[np.ndarray], per_frame: int
     return frames, truth
 
 
-def detected_crops(frames, truth, detector: str, iou_min: float = 0.3):
+def detected_crops(frames, truth, detector: str, iou_min: float = 0.3, max_side: int | None = -1):
     """Run the detector on pasted-face frames; per matched face: (frame index, detector box, face index)."""
     from fer_edge.runtime.detectors import create_detector
     from fer_edge.runtime.tracker import iou_matrix
 
-    det = create_detector(detector)
+    det = create_detector(detector, max_side=max_side)
     matches = []
     total = 0
     for fi, (frame, gt) in enumerate(zip(frames, truth)):

@@ -26,7 +26,7 @@ from fer_edge.runtime.classifier import MAX_BATCH, EmotionClassifier, load_class
 from fer_edge.runtime.detectors import FaceDetector, create_detector
 from fer_edge.runtime.errors import FerEdgeError
 from fer_edge.runtime.models import classifier_path
-from fer_edge.runtime.pipeline import EmotionPipeline, Face, RunStats, run_loop
+from fer_edge.runtime.pipeline import DETECT_EVERY, EmotionPipeline, Face, RunStats, run_loop
 from fer_edge.runtime.preprocess import check_image, normalize_crops
 from fer_edge.runtime.sources import (
     DEFAULT_MAX_PIXELS,
@@ -36,7 +36,7 @@ from fer_edge.runtime.sources import (
     list_images,
     read_image,
 )
-from fer_edge.runtime.tracker import FaceTracker
+from fer_edge.runtime.tracker import HOLD_FRAMES, HOLD_MARGIN, FaceTracker, Hysteresis
 
 ImageLike = Union[np.ndarray, str, os.PathLike]
 SourceLike = Union[int, str, os.PathLike]
@@ -83,7 +83,11 @@ class EmotionRecognizer:
     ``detector_model`` / ``detector_config`` (detector files), ``score_threshold`` (detector confidence),
     ``min_face`` (smallest face side, px), ``detect_size`` (longest side frames are scaled to for detection;
     0 = full size), ``crop_margin`` (default: the model's), ``smooth`` (weight of the newest frame when a video
-    or camera is smoothed per tracked face, in (0, 1]; None turns tracking and smoothing off).
+    or camera is smoothed per tracked face, in (0, 1]; None turns smoothing and label hysteresis off, and tracking
+    too when ``detect_every`` is 1), ``detect_every`` (video/camera: full detection on every N-th frame, boxes
+    carried in between), ``carry`` (``"roi"``: re-detection in a region around each face; ``"motion"``),
+    ``hold_margin`` / ``hold_frames`` (label hysteresis: a face's label changes when another class leads it by
+    the margin, or for that many frames in a row; ``hold_frames=1`` is off).
 
     Example::
 
@@ -100,16 +104,31 @@ class EmotionRecognizer:
                  backend: str | None = None, threads: int | None = None,
                  detector_model: str | os.PathLike | None = None, detector_config: str | os.PathLike | None = None,
                  score_threshold: float | None = None, min_face: int = 20, detect_size: int | None = None,
-                 crop_margin: float | None = None, smooth: float | None = 0.5):
+                 crop_margin: float | None = None, smooth: float | None = 0.5, detect_every: int = DETECT_EVERY,
+                 carry: str = "roi", hold_margin: float = HOLD_MARGIN, hold_frames: int = HOLD_FRAMES):
         if smooth is not None and not 0.0 < smooth <= 1.0:
             raise FerEdgeError(f"smooth {smooth} is outside (0, 1] (None turns smoothing off)")
         if crop_margin is not None and not -0.25 <= crop_margin <= 1.0:
             raise FerEdgeError(f"crop margin {crop_margin} is outside [-0.25, 1]")
         if threads is not None and threads < 1:
             raise FerEdgeError(f"threads {threads} is not a positive integer")
+        if not 1 <= detect_every <= 1000:
+            raise FerEdgeError(f"detect_every {detect_every} must be a whole number of frames from 1 to 1000")
+        if carry not in ("roi", "motion"):
+            raise FerEdgeError(f"carry '{carry}' is neither 'roi' nor 'motion'")
+        if not 0.0 <= hold_margin <= 1.0:
+            raise FerEdgeError(f"hold margin {hold_margin} is outside [0, 1]")
+        if not 1 <= hold_frames <= 1000:
+            raise FerEdgeError(f"hold frames {hold_frames} must be from 1 to 1000")
         self.detector_name = detector
         self.crop_margin = crop_margin
         self.smooth = smooth
+        self.detect_every, self.carry = int(detect_every), carry
+        self.hysteresis = Hysteresis(float(hold_margin), int(hold_frames))
+        if threads:  # OpenCV runs the face detector: the same number of inference threads as the classifier
+            import cv2
+
+            cv2.setNumThreads(threads)
         # The classifier first: a missing model fails before anything else is opened.
         self.classifier: EmotionClassifier = load_classifier(classifier_path(model, backend), backend, threads)
         self.detector: FaceDetector = create_detector(
@@ -186,10 +205,15 @@ class EmotionRecognizer:
         raise FerEdgeError(f"unknown source kind '{kind}' (choose from {', '.join(SOURCE_KINDS)})")
 
     def pipeline(self, source: VideoSource | ImageSource | None = None) -> EmotionPipeline:
-        """A detector + classifier pipeline for ``source``: with a tracker (ids, smoothing) for video and camera."""
-        streaming = isinstance(source, VideoSource) or bool(getattr(source, "is_camera", False))
-        tracker = FaceTracker(alpha=self.smooth) if streaming and self.smooth is not None else None
-        return EmotionPipeline(self.detector, self.classifier, self.crop_margin, tracker)
+        """A detector + classifier pipeline for ``source``: for video and camera with a tracker (ids, smoothing,
+        label hysteresis) and full detection every ``detect_every`` frames."""
+        if not (isinstance(source, VideoSource) or bool(getattr(source, "is_camera", False))):
+            return EmotionPipeline(self.detector, self.classifier, self.crop_margin, None)
+        if self.smooth is None:
+            tracker = FaceTracker(alpha=1.0) if self.detect_every > 1 else None
+        else:
+            tracker = FaceTracker(alpha=self.smooth, hysteresis=self.hysteresis)
+        return EmotionPipeline(self.detector, self.classifier, self.crop_margin, tracker, self.detect_every, self.carry)
 
     def stream(self, source: SourceLike, max_frames: int | None = None) -> Iterator[FrameResult]:
         """Per-frame results for a camera index, a video path or URL, an image, or an image folder.
@@ -208,7 +232,12 @@ class EmotionRecognizer:
             src.close()
 
     def run(self, source: VideoSource | ImageSource, sinks: list, draw: bool = False,
-            max_frames: int | None = None, on_frame: Callable[[RunStats], None] | None = None) -> RunStats:
+            max_frames: int | None = None, on_frame: Callable[[RunStats], None] | None = None,
+            serial: bool = False) -> RunStats:
         """The frame loop of ``fer-edge run``: every frame of ``source`` through the pipeline into ``sinks``
-        (closed by the caller), with per-stage timings. Ctrl-C ends it cleanly (``stats.interrupted``)."""
-        return run_loop(source, self.pipeline(source), sinks, draw=draw, max_frames=max_frames, on_frame=on_frame)
+        (closed by the caller), with per-stage timings. Ctrl-C ends it cleanly (``stats.interrupted``).
+        Decoding and the file outputs run in threads of their own unless ``serial``."""
+        from fer_edge.runtime.stages import run_loop_threaded
+
+        loop = run_loop if serial else run_loop_threaded
+        return loop(source, self.pipeline(source), sinks, draw=draw, max_frames=max_frames, on_frame=on_frame)

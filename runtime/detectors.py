@@ -55,6 +55,8 @@ class FaceDetector:
         self.nms_threshold = float(nms_threshold)
         self.min_face = int(min_face)
         self.max_side = max_side
+        self._kw = {"score_threshold": self.score_threshold, "nms_threshold": self.nms_threshold,
+                    "min_face": self.min_face, "max_side": max_side}
         self._frame_shape: tuple[int, ...] | None = None
         self._scale = 1.0
         self._small: np.ndarray | None = None
@@ -71,6 +73,10 @@ class FaceDetector:
 
     def _on_input_size(self, shape: tuple[int, ...]) -> None:
         """Hook for detectors that must be told the input size."""
+
+    def twin(self, **overrides) -> FaceDetector:
+        """A second detector on the same model files (its own network and buffers), settings overridden."""
+        raise NotImplementedError
 
     def _detect(self, img: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -103,7 +109,11 @@ class FaceDetector:
 
 
 class YuNetDetector(FaceDetector):
+    """YuNet; by default at 480 px on the longest side: the smallest size that keeps the recall of 640 px on the
+    shared photos, VOC face boxes and videos within 1 point (benchmarks/results/detect-sweep/size.md)."""
+
     name = "yunet"
+    default_side = 480
 
     def __init__(self, model_path: str | Path, **kw):
         super().__init__(**kw)
@@ -126,6 +136,9 @@ class YuNetDetector(FaceDetector):
 
     def _on_input_size(self, shape: tuple[int, ...]) -> None:
         self._net.setInputSize((shape[1], shape[0]))
+
+    def twin(self, **overrides) -> FaceDetector:
+        return YuNetDetector(self.model_path, **{**self._kw, **overrides})
 
     def _detect(self, img: np.ndarray) -> np.ndarray:
         _, faces = self._net.detect(img)
@@ -174,6 +187,9 @@ class Res10Detector(FaceDetector):
 
     def _on_input_size(self, shape: tuple[int, ...]) -> None:
         self._blob = np.empty((1, 3, shape[0], shape[1]), np.float32)
+
+    def twin(self, **overrides) -> FaceDetector:
+        return Res10Detector(self.model_path, self.config_path, **{**self._kw, **overrides})
 
     def _detect(self, img: np.ndarray) -> np.ndarray:
         h, w = img.shape[:2]

@@ -1,4 +1,4 @@
-"""Drawing boxes and labels on frames.
+"""Drawing boxes and labels on frames, and the live window's overlay.
 
 Label bands are laid out to stay readable in crowds: each band lies wholly inside the frame, above its box
 where there is room and no other band, else below it or inside its top or bottom edge; when every place
@@ -68,11 +68,19 @@ def layout_labels(boxes: Sequence[Rect], texts: Sequence[str], frame_w: int, fra
     return out
 
 
+def text_style(frame: np.ndarray) -> tuple[float, int]:
+    """Font scale and stroke for labels that stay legible at any frame size: text about 3.3% of the shorter
+    side tall (12 px on 360p, 36 px on 1080p), never under 11 px."""
+    short = min(frame.shape[:2])
+    scale = max(0.5, short / 650)
+    return scale, max(1, round(scale * 1.6))
+
+
 def draw_faces(frame: np.ndarray, faces: list) -> None:
     """Draw each face's box and 'label score' band in place."""
     fh, fw = frame.shape[:2]
-    thick = max(1, round(max(fh, fw) / 500))
-    scale = max(0.4, max(fh, fw) / 1400)
+    scale, thick = text_style(frame)
+    box_thick = max(2, round(min(fh, fw) / 300))
 
     def measure(text: str) -> tuple[int, int]:
         (tw, th), base = cv2.getTextSize(text, FONT, scale, thick)
@@ -80,9 +88,23 @@ def draw_faces(frame: np.ndarray, faces: list) -> None:
 
     for f in faces:
         x, y, w, h = f.box
-        cv2.rectangle(frame, (x, y), (x + w, y + h), COLORS.get(f.label, (180, 180, 180)), thick)
+        cv2.rectangle(frame, (x, y), (x + w, y + h), COLORS.get(f.label, (180, 180, 180)), box_thick)
     texts = [f"{f.label} {f.probs[f.label]:.2f}" for f in faces]
     for f, ((bx, by, bw, bh), text) in zip(faces, layout_labels([f.box for f in faces], texts, fw, fh, measure)):
         cv2.rectangle(frame, (bx, by), (bx + bw - 1, by + bh - 1), COLORS.get(f.label, (180, 180, 180)), cv2.FILLED)
         (_, th), base = cv2.getTextSize(text, FONT, scale, thick)
         cv2.putText(frame, text, (bx + 2, by + 2 + th), FONT, scale, (0, 0, 0), thick, cv2.LINE_AA)
+
+
+def draw_overlay(frame: np.ndarray, lines: list[str]) -> None:
+    """Lines of text top left on a darkened panel, in place."""
+    scale, thick = text_style(frame)
+    scale, thick = scale * 0.9, max(1, thick)
+    sizes = [cv2.getTextSize(t, FONT, scale, thick) for t in lines]
+    line_h = max(th + base for (_, th), base in sizes) + 4
+    pw = min(frame.shape[1], max(tw for (tw, _), _ in sizes) + 12)
+    ph = min(frame.shape[0], line_h * len(lines) + 8)
+    panel = frame[:ph, :pw]
+    np.multiply(panel, 0.35, out=panel, casting="unsafe")
+    for i, t in enumerate(lines):
+        cv2.putText(frame, t, (6, 4 + line_h * (i + 1) - 4), FONT, scale, (255, 255, 255), thick, cv2.LINE_AA)

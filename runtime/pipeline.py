@@ -7,12 +7,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classifier import EmotionClassifier
+from .carry import BoxCarrier
+from .classifier import MAX_BATCH, EmotionClassifier
 from .detectors import FaceDetector
 from .preprocess import FaceBatcher, crop_regions
 from .tracker import FaceTracker
 
 STAGES = ("decode", "detect", "classify", "track", "output")
+# full detection on every N-th video/camera frame, chosen by measurement: benchmarks/results/detect-sweep/ (issue 16)
+DETECT_EVERY = 3
 
 
 @dataclass
@@ -25,38 +28,82 @@ class Face:
     label: str  # the most probable class
     probs: dict[str, float]  # class name -> probability (smoothed over time when tracked)
     track: int | None = None  # stable id across frames of a video or camera (None for single images)
+    box_from: str = "detected"  # "detected" (full detection) or "tracked" (carried from the last one)
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict: ``face``, ``track``, ``box`` [x, y, w, h], ``score``, ``label``, ``probs``."""
-        return {"face": self.index, "track": self.track, "box": list(self.box), "score": self.score,
-                "label": self.label, "probs": dict(self.probs)}
+        """A JSON-ready dict: ``face``, ``track``, ``box`` [x, y, w, h], ``box_from``, ``score``, ``label``,
+        ``probs``."""
+        return {"face": self.index, "track": self.track, "box": list(self.box), "box_from": self.box_from,
+                "score": self.score, "label": self.label, "probs": dict(self.probs)}
 
 
 class EmotionPipeline:
-    """Finds every face in a frame and classifies all of them in one batched call."""
+    """Finds every face in a frame and classifies all of them, in batches of up to ``MAX_BATCH``.
+
+    With a tracker and ``detect_every`` N > 1, the full detector runs on every N-th frame; in between each
+    live track's box is carried forward by ``carry`` (see :mod:`.carry`), and a lost track makes the frame
+    a full detection at once. Every frame's faces are classified. Without a tracker (images) every frame
+    gets a full detection.
+    """
 
     def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, crop_margin: float | None = None,
-                 tracker: FaceTracker | None = None):
+                 tracker: FaceTracker | None = None, detect_every: int = 1, carry: str = "roi",
+                 roi_size: int = 96, keep_score: float | None = None):
+        if detect_every < 1:
+            raise ValueError("detect_every must be at least 1")
         self.detector = detector
         self.classifier = classifier
         self.batcher = FaceBatcher(classifier.meta, crop_margin)
         self.tracker = tracker
         self.classes = classifier.classes
         self.timings = {s: 0.0 for s in STAGES}
+        self.detect_every = detect_every if tracker is not None else 1
+        self.carrier = BoxCarrier(detector, carry, roi_size, keep_score=keep_score) if self.detect_every > 1 else None
+        self.full_detections = 0  # frames that ran the full detector
+        self._since_full = 0
+        self._shape: tuple[int, ...] | None = None
+        self._probs = np.empty((MAX_BATCH, len(self.classes)), np.float32)  # grows (once) past MAX_BATCH faces
+
+    def _locate(self, image: np.ndarray) -> tuple[np.ndarray, list[int] | None]:
+        """This frame's boxes, and their track ids when they were carried rather than detected."""
+        if self.carrier is not None and image.shape == self._shape and self._since_full < self.detect_every:
+            boxes, ids, lost = self.carrier.carry(image, self.tracker.live())
+            if not lost:
+                self._since_full += 1
+                return boxes, ids
+        self._shape = image.shape
+        self._since_full = 1
+        self.full_detections += 1
+        return self.detector.detect(image), None
+
+    def classify(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Probabilities (n, classes) for every box, in batches of up to ``MAX_BATCH``; a reused buffer."""
+        n = len(boxes)
+        if n > len(self._probs):
+            self._probs = np.empty((max(n, 2 * len(self._probs)), len(self.classes)), np.float32)
+        h, w = image.shape[:2]
+        rects = crop_regions(boxes, self.batcher.margin, w, h)
+        step = self.batcher.max_faces
+        for k in range(0, n, step):
+            chunk = rects[k : k + step]
+            self._probs[k : k + len(chunk)] = self.classifier.predict(self.batcher(image, chunk))
+        return self._probs[:n]
 
     def process(self, image: np.ndarray) -> list[Face]:
         t0 = time.perf_counter()
-        boxes = self.detector.detect(image)[: self.batcher.max_faces]
+        boxes, ids = self._locate(image)
         t1 = time.perf_counter()
-        h, w = image.shape[:2]
-        rects = crop_regions(boxes, self.batcher.margin, w, h)
-        probs = self.classifier.predict(self.batcher(image, rects))
+        probs = self.classify(image, boxes)
         t2 = time.perf_counter()
-        tracks = self.tracker.update(boxes, probs) if self.tracker is not None else [None] * len(boxes)
-        top = probs.argmax(axis=1)
+        if self.tracker is not None:
+            tracks = self.tracker.update(boxes, probs, ids)
+            top = self.tracker.labels
+        else:
+            tracks, top = [None] * len(boxes), probs.argmax(axis=1).tolist()
+        origin = "detected" if ids is None else "tracked"
         faces = [
             Face(i, tuple(int(round(v)) for v in boxes[i, :4]), float(boxes[i, 4]), self.classes[top[i]],
-                 dict(zip(self.classes, probs[i].tolist())), tracks[i])
+                 dict(zip(self.classes, probs[i].tolist())), tracks[i], origin)
             for i in range(len(boxes))
         ]
         t3 = time.perf_counter()
@@ -73,6 +120,7 @@ class RunStats:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    dropped: int = 0  # camera frames skipped because a newer one had arrived (threaded loop)
 
     @property
     def fps(self) -> float:

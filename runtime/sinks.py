@@ -75,7 +75,8 @@ def face_record(frame: Frame, face) -> dict:
     """The JSON Lines object for one face in one frame."""
     return {
         "source": frame.source, "frame": frame.index, "time_s": round(frame.time_s, 4), "face": face.index,
-        "track": face.track, "box": list(face.box), "score": round(face.score, 4), "label": face.label,
+        "track": face.track, "box": list(face.box), "box_from": getattr(face, "box_from", "detected"),
+        "score": round(face.score, 4), "label": face.label,
         "probs": {k: round(v, 5) for k, v in face.probs.items()},
     }
 
@@ -109,7 +110,7 @@ class CsvSink(Sink):
         self._buf = io.StringIO()
         self.w = csv.writer(self._buf)
         self._emit([["source", "frame", "time_s", "face", "track", "box_x", "box_y", "box_w", "box_h",
-                     "score", "label", *(f"prob_{c}" for c in classes)]])
+                     "box_from", "score", "label", *(f"prob_{c}" for c in classes)]])
 
     def _emit(self, rows: list) -> None:
         self._buf.seek(0)
@@ -122,7 +123,7 @@ class CsvSink(Sink):
         for f in faces:
             r = face_record(frame, f)
             rows.append([r["source"], r["frame"], r["time_s"], r["face"],
-                         "" if r["track"] is None else r["track"], *r["box"], r["score"], r["label"],
+                         "" if r["track"] is None else r["track"], *r["box"], r["box_from"], r["score"], r["label"],
                          *(r["probs"][c] for c in self.classes)])
         if rows:
             self._emit(rows)
@@ -271,27 +272,52 @@ def display_available() -> bool:
 
 
 class WindowSink(Sink):
-    """A window; pressing q or Esc asks the loop to stop."""
+    """A resizable window opened at the frame's size; q or Esc asks the loop to stop, o toggles the overlay.
 
-    title = "fer-edge (q to quit)"
+    The overlay (frame rate and per-stage milliseconds, set by the loop in ``overlay``) is drawn on the
+    window's own reused copy of the frame, never on the frame the other outputs get.
+    """
+
+    title = "fer-edge (q quits, o overlay)"
+    main_thread = True  # GUI calls stay on the loop's thread
+    max_size = (1920, 1080)  # a larger frame opens scaled down to this (the window stays resizable)
 
     def __init__(self):
         self.stop_requested = False
+        self.overlay: list[str] = []
+        self.show_overlay = True
+        self._shape: tuple[int, ...] | None = None
+        self._view = None
         try:
-            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+            # GUI_NORMAL: no Qt toolbar or status bar, so the image gets the whole window at the frame's size
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         except cv2.error as e:
             raise FerEdgeError("--show: this OpenCV build has no GUI support (install opencv-python, "
                                "not opencv-python-headless)") from e
 
     def write(self, frame: Frame, faces: list) -> None:
-        cv2.imshow(self.title, frame.image)
-        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+        from .draw import draw_overlay
+
+        img = frame.image
+        if img.shape != self._shape:
+            self._shape = img.shape
+            h, w = img.shape[:2]
+            fit = min(1.0, self.max_size[0] / w, self.max_size[1] / h)
+            cv2.resizeWindow(self.title, round(w * fit), round(h * fit))
+            self._view = img.copy()
+        if self.show_overlay and self.overlay:
+            self._view[:] = img
+            draw_overlay(self._view, self.overlay)
+            img = self._view
+        cv2.imshow(self.title, img)
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
             self.stop_requested = True
+        elif key == ord("o"):
+            self.show_overlay = not self.show_overlay
 
     def close(self) -> None:
         try:
             cv2.destroyWindow(self.title)
         except cv2.error:
             pass
-
-

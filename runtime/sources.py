@@ -53,12 +53,14 @@ class VideoSource:
         self.fps = fps if fps and 1.0 <= fps <= 240.0 else 30.0
         self.error: str | None = None  # set when the stream ended abnormally
         self._buf: np.ndarray | None = None
+        # optional: returns the buffer to decode the next frame into (a pool, for a decode thread)
+        self.next_buffer: Callable[[], np.ndarray | None] | None = None
 
     def __iter__(self) -> Iterator[Frame]:
         t0 = time.perf_counter()
         index = 0
         while True:
-            ok, img = self.cap.read(self._buf)
+            ok, img = self.cap.read(self._buf if self.next_buffer is None else self.next_buffer())
             if not ok or img is None:
                 if index == 0:
                     what = f"camera {self.name[7:]} delivered no frame" if self.is_camera else \
@@ -129,6 +131,7 @@ class ImageSource:
 
     is_camera = False
     fps = None
+    fresh_buffers = True  # every frame is a new array: safe to read ahead
 
     def __init__(self, paths: list[Path], skip_bad: bool, on_skip: Callable[[str], None] | None = None,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS):

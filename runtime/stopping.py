@@ -63,6 +63,12 @@ class _Stoppable:
     def __getattr__(self, name):
         return getattr(self._source, name)
 
+    def __setattr__(self, name, value):  # hooks such as next_buffer (the threaded loop's frame pool) reach the source
+        if name in ("_source", "_stop"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._source, name, value)
+
     def __iter__(self) -> Iterator:
         for frame in self._source:
             if self._stop.signum is not None:

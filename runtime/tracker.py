@@ -1,8 +1,9 @@
-"""A light IoU tracker that gives faces stable ids and smooths their probabilities over time."""
+"""A light IoU tracker: track ids, exponential smoothing of class probabilities, label hysteresis and a
+constant-velocity estimate of each face's motion (used to carry boxes between full detections)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,27 +26,94 @@ class Track:
     id: int
     box: np.ndarray  # [x, y, w, h]
     probs: np.ndarray  # smoothed class probabilities
-    missed: int = 0
+    label: int = -1  # the class shown (held by hysteresis); -1 until the first update
+    score: float = 0.0  # detector confidence of the last box
+    missed: int = 0  # full detections in a row that did not find this face
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # box centre px / frame
+    _lead: int = -1  # class that leads the held label, and for how many frames in a row
+    _lead_frames: int = 0
+
+
+# label hysteresis defaults chosen by measurement: benchmarks/results/detect-sweep/ (issue 16)
+HOLD_MARGIN, HOLD_FRAMES = 0.3, 5
+
+
+@dataclass(frozen=True)
+class Hysteresis:
+    """A track's shown label changes only when another class leads it by ``margin`` (smoothed probability),
+    or leads it for ``frames`` frames in a row. ``Hysteresis(0, 1)`` is off (the label is the argmax)."""
+
+    margin: float = 0.0
+    frames: int = 1
+
+    @property
+    def off(self) -> bool:
+        return self.margin <= 0.0 or self.frames <= 1
+
+    def step(self, t: Track, probs: np.ndarray) -> None:
+        top = int(probs.argmax())
+        if t.label < 0 or top == t.label or self.off:
+            t.label, t._lead, t._lead_frames = top, -1, 0
+            return
+        t._lead_frames = t._lead_frames + 1 if top == t._lead else 1
+        t._lead = top
+        if probs[top] - probs[t.label] >= self.margin or t._lead_frames >= self.frames:
+            t.label, t._lead, t._lead_frames = top, -1, 0
 
 
 class FaceTracker:
-    """Greedy IoU matching; per-track exponential smoothing ``s = alpha * p + (1 - alpha) * s``.
+    """Greedy IoU matching; per-track exponential smoothing ``s = alpha * p + (1 - alpha) * s``, then
+    label hysteresis on ``s``.
 
-    ``alpha = 1`` keeps ids but turns smoothing off.
+    ``alpha = 1`` keeps ids but turns smoothing off; ``hysteresis=None`` shows the argmax.
+    After each update, ``labels`` holds the shown class index of every face passed in.
     """
 
-    def __init__(self, alpha: float = 0.5, iou_threshold: float = 0.3, max_missed: int = 15):
+    def __init__(self, alpha: float = 0.5, iou_threshold: float = 0.3, max_missed: int = 15,
+                 hysteresis: Hysteresis | None = None):
         if not 0.0 < alpha <= 1.0:
             raise ValueError("smoothing alpha must lie in (0, 1]")
         self.alpha = alpha
         self.iou_threshold = iou_threshold
         self.max_missed = max_missed
+        self.hysteresis = hysteresis or Hysteresis()
         self.tracks: list[Track] = []
+        self.labels: list[int] = []
         self._next_id = 0
 
-    def update(self, boxes: np.ndarray, probs: np.ndarray) -> list[int]:
-        """Assign track ids to this frame's faces; smooth ``probs`` in place."""
+    def live(self) -> list[Track]:
+        """Tracks seen at the last full detection (the ones whose boxes can be carried forward)."""
+        return [t for t in self.tracks if t.missed == 0]
+
+    def _absorb(self, t: Track, box: np.ndarray, probs_row: np.ndarray, frames: int = 1) -> None:
+        """Move ``t`` to ``box`` (``frames`` after its last box; 0: unknown), smooth, update the label."""
+        if frames > 0:
+            new_c = box[:2] + box[2:4] / 2
+            old_c = t.box[:2] + t.box[2:4] / 2
+            t.velocity = 0.5 * t.velocity + 0.5 * (new_c - old_c) / frames
+        else:  # found again after a miss: the old box says nothing about its motion
+            t.velocity[:] = 0.0
+        t.box[:] = box[:4]
+        t.score = float(box[4]) if len(box) > 4 else t.score
+        t.probs *= 1.0 - self.alpha
+        t.probs += self.alpha * probs_row
+        probs_row[:] = t.probs
+        self.hysteresis.step(t, t.probs)
+
+    def update(self, boxes: np.ndarray, probs: np.ndarray, ids: list[int] | None = None) -> list[int]:
+        """Assign track ids to this frame's faces; smooth ``probs`` in place.
+
+        ``ids``: the faces' tracks are already known (boxes carried forward from those tracks): no matching,
+        and tracks not listed are left as they are. Otherwise this is a full detection: greedy IoU matching,
+        unmatched tracks count a miss, unmatched faces start new tracks.
+        """
         n = len(boxes)
+        if ids is not None:
+            by_id = {t.id: t for t in self.tracks}
+            for i, tid in enumerate(ids):
+                self._absorb(by_id[tid], boxes[i], probs[i])
+            self.labels = [by_id[tid].label for tid in ids]
+            return list(ids)
         ids = [-1] * n
         if self.tracks and n:
             iou = iou_matrix(np.asarray(boxes[:, :4], np.float32), np.stack([t.box for t in self.tracks]))
@@ -60,19 +128,21 @@ class FaceTracker:
                 t = self.tracks[j]
                 ids[i] = t.id
                 used.add(j)
-                t.box[:] = boxes[i, :4]
+                self._absorb(t, boxes[i], probs[i], 0 if t.missed else 1)
                 t.missed = 0
-                t.probs *= 1.0 - self.alpha
-                t.probs += self.alpha * probs[i]
-                probs[i] = t.probs
+        seen = set(ids)
         for t in self.tracks:
-            if t.id not in ids:
+            if t.id not in seen:
                 t.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         for i in range(n):
             if ids[i] == -1:
-                t = Track(self._next_id, np.array(boxes[i, :4], np.float32), np.array(probs[i], np.float32))
+                t = Track(self._next_id, np.array(boxes[i, :4], np.float32), np.array(probs[i], np.float32),
+                          score=float(boxes[i, 4]) if boxes.shape[1] > 4 else 0.0)
+                self.hysteresis.step(t, t.probs)
                 self._next_id += 1
                 self.tracks.append(t)
                 ids[i] = t.id
+        by_id = {t.id: t for t in self.tracks}
+        self.labels = [by_id[i].label for i in ids]
         return ids

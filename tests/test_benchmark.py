@@ -52,12 +52,7 @@ def test_quick_benchmark_report(tmp_path, tiny_onnx, tiny_ir):
     assert rows[0]["speedup_vs_pytorch"] == 1.0 and rows[0]["agreement_with_fp32"] == 1.0
     assert r["accuracy_data"]["faces"] == 300
     assert r["pareto_front"] and all(row["pareto"] == (row["label"] in r["pareto_front"]) for row in rows)
-    assert {d["detector"] for d in r["detectors"].values()} == {"yunet", "res10"}
-    assert all(_finite_positive(d["median_ms"]) for d in r["detectors"].values())
-    (e2e,) = r["end_to_end"]
-    assert e2e["frames"] == 60 and _finite_positive(e2e["fps"]) and _finite_positive(e2e["peak_rss_mb"])
-    assert e2e["faces_per_frame"] == pytest.approx(1.0)
-    assert set(e2e["stage_ms"]) == {"decode", "detect", "classify", "track", "output"}
+    _check_detectors_and_loops(r, 1)
     for entry in r["pasted_faces"]:
         assert entry["faces"] == 60 and 0.5 <= entry["recall"] <= 1.0
         for mm in entry["models"]:
@@ -67,6 +62,40 @@ def test_quick_benchmark_report(tmp_path, tiny_onnx, tiny_ir):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     md = (out / "benchmark.md").read_text()
     assert "fer-edge benchmark" in md and "--quick" in md and "| PyTorch eager FP32" in md
+
+
+def _check_detectors_and_loops(r: dict, n_loops: int) -> None:
+    assert {d["detector"] for d in r["detectors"].values()} == {"yunet 480 px (default)", "yunet 640 px",
+                                                                "res10 480 px (default)"}
+    assert all(_finite_positive(d["median_ms"]) for d in r["detectors"].values())
+    assert len(r["end_to_end"]) == n_loops
+    for e2e in r["end_to_end"]:
+        for name in ("old", "new"):  # today's loop and the new defaults, side by side
+            x = e2e[name]
+            assert x["frames"] == 60 and _finite_positive(x["fps"]) and _finite_positive(x["peak_rss_mb"])
+            assert x["faces_per_frame"] == pytest.approx(1.0)
+            assert {"decode", "detect", "classify", "track", "output"} <= set(x["stage_ms"])
+            assert 0 < x["overhead_share"] < 1
+        assert e2e["old"]["full_detections"] == 60 and e2e["new"]["full_detections"] < 60
+        assert "--serial" in e2e["old"]["flags"] and e2e["new"]["flags"] == "(defaults)"
+        assert _finite_positive(e2e["speedup"]) and len(e2e["speedups"]) == e2e["rounds"]
+
+
+def test_loop_only_benchmark_compares_old_and_new_loops_per_thread_count(tmp_path, tiny_onnx):
+    out = tmp_path / "loop"
+    p = run_cli("benchmark", str(tiny_onnx), "--loop-only", "--quick", "--loop-threads", "1", "2",
+                "--data", str(SHARED / "datasets/fer2013/val"), "--videos",
+                str(SHARED / "media/video_talking_woman_15s.mp4"), "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    r = json.loads((out / "benchmark.json").read_text())
+    assert "classifiers" not in r and r["loop_only"]
+    _check_detectors_and_loops(r, 2)
+    assert [e["threads"] for e in r["end_to_end"]] == [1, 2]
+    assert {e["detector"] for e in r["pasted_faces"]} == {"yunet 480 px (default)", "yunet 640 px",
+                                                          "res10 480 px (default)"}
+    md = (out / "benchmark.md").read_text()
+    assert "| old | --detect-size 640 --detect-every 1 --hold-frames 1 --serial |" in md
+    assert "| new | (defaults) |" in md
 
 
 def test_each_artifact_is_compared_with_its_own_checkpoint():

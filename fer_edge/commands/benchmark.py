@@ -25,6 +25,14 @@ def add_parser(sub) -> None:
     p.add_argument("--peer-fer", metavar="TFLITE", help="fer's emotion_model_quantized.tflite, measured as a peer "
                    "row (needs the bench extra: ai-edge-litert); default: $FER_EDGE_HOME/peers/fer/ or "
                    "~/.cache/fer-edge/peers/fer/, skipped with a hint when absent")
+    p.add_argument("--loop-only", action="store_true", help="only the detectors, today's run loop against the new "
+                   "defaults on each video, and detection recall on pasted faces (skips accuracy and latency)")
+    p.add_argument("--loop-threads", type=positive_int, nargs="+", metavar="N",
+                   help="thread counts for the end-to-end loop comparison (default: --threads)")
+    p.add_argument("--loop-rounds", type=positive_int, metavar="N", help="alternating rounds of the loop comparison "
+                   "(default 1; --loop-only 2)")
+    p.add_argument("--loop-frames", type=positive_int, metavar="N", help="frames per loop run (default: the whole "
+                   "video; quick 60)")
     p.add_argument("--quick", action="store_true", help="reduced run for tests (well under a minute)")
     p.add_argument("--out", default="benchmark-results", metavar="DIR", help="report folder (benchmark-results)")
     p.set_defaults(func=_cmd_benchmark)
@@ -38,5 +46,6 @@ def _cmd_benchmark(args) -> int:
 
         args.models = [str(default_classifier_path())]
     run_benchmark(args.models, args.checkpoint, args.data, args.videos, args.out, args.threads, args.quick,
-                  args.rounds, command_line(), peer_fer=args.peer_fer)
+                  args.rounds, command_line(), peer_fer=args.peer_fer, loop_only=args.loop_only,
+                  loop_threads=args.loop_threads, loop_rounds=args.loop_rounds, loop_frames=args.loop_frames)
     return 0

@@ -9,6 +9,8 @@ import sys
 
 from fer_edge.cli_args import EXIT_OK, EXIT_PARTIAL, camera_arg, detect_size, positive_int
 from fer_edge.runtime.errors import FerEdgeError
+from fer_edge.runtime.pipeline import DETECT_EVERY
+from fer_edge.runtime.tracker import HOLD_FRAMES, HOLD_MARGIN
 
 
 def add_parser(sub) -> None:
@@ -24,7 +26,8 @@ def add_parser(sub) -> None:
     m.add_argument("--model", metavar="FILE", help="emotion classifier (.onnx or OpenVINO .xml with fer_edge "
                    "metadata); default: the model shipped with fer-edge")
     m.add_argument("--backend", choices=("onnxruntime", "openvino"), help="default: from the model file suffix")
-    m.add_argument("--threads", type=positive_int, metavar="N", help="classifier threads (default: the backend's)")
+    m.add_argument("--threads", type=positive_int, metavar="N", help="inference threads of the classifier and the face "
+                   "detector (default: the backends'); decoding and writing have a thread each")
     m.add_argument("--detector", choices=("yunet", "res10"), default="yunet", help="face detector (default yunet)")
     m.add_argument("--detector-model", metavar="PATH", help="face detector file (default: searched in "
                    "$FER_EDGE_HOME/models, then the user cache, then (yunet) the package)")
@@ -34,15 +37,29 @@ def add_parser(sub) -> None:
                    help="detector confidence (default: yunet 0.7, res10 0.5)")
     d.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face side in pixels (20)")
     d.add_argument("--detect-size", type=detect_size, metavar="PX", help="longest side frames are scaled down to "
-                   "for detection (default: yunet 640, res10 480; 0 = full size); the detector's input is kept "
-                   "within 8 megapixels either way, which bounds its memory")
+                   "for detection (default: yunet 480, res10 480; 0 = full size); the detector's input is kept "
+                   "within 8 megapixels either way, which bounds its memory. Faces under about 10-15 px at this "
+                   "size are missed (about 20 px in a 1280x720 frame): for small or distant faces in large frames "
+                   "raise it, or use 0")
+    d.add_argument("--detect-every", type=int, default=DETECT_EVERY, metavar="N",
+                   help=f"video/camera: full detection on every N-th frame; in between each face's box is carried "
+                   f"forward by --carry, a lost face triggers a full detection at once, and new faces appear "
+                   f"within N frames; images always get full detection (default {DETECT_EVERY})")
+    d.add_argument("--carry", choices=("roi", "motion"), default="roi", help="how boxes are carried between full "
+                   "detections: 'roi' re-detects each face in a small region around it (default), 'motion' moves "
+                   "boxes at their last speed")
     d.add_argument("--max-megapixels", type=positive_int, default=120, metavar="MP", help="refuse images larger "
                    "than this, from their header, before decoding (120; the run needs about 6 bytes a pixel)")
     d.add_argument("--crop-margin", type=float, metavar="X", help="margin around a face box as a fraction of "
                    "its side, negative to shrink (default: the model's)")
     d.add_argument("--smooth", type=float, default=0.5, metavar="ALPHA", help="weight of the newest frame in "
                    "per-face smoothing for video/camera, (0, 1]; 1 = off (0.5)")
-    d.add_argument("--no-smooth", action="store_true", help="no tracking or smoothing")
+    d.add_argument("--no-smooth", action="store_true", help="no smoothing or label hysteresis (tracks are still "
+                   "kept when --detect-every is above 1)")
+    d.add_argument("--hold-margin", type=float, default=HOLD_MARGIN, metavar="X", help="label hysteresis: a face's "
+                   f"label changes when another class leads it by X in smoothed probability ... ({HOLD_MARGIN})")
+    d.add_argument("--hold-frames", type=int, default=HOLD_FRAMES, metavar="K", help="... or leads it for K frames "
+                   f"in a row ({HOLD_FRAMES}); --hold-frames 1 turns hysteresis off")
     o = p.add_argument_group("outputs")
     o.add_argument("--show", action="store_true", help="show a window (when a display exists)")
     o.add_argument("--save", metavar="PATH", help="annotated video (.mp4/.avi), or a folder of annotated images "
@@ -53,7 +70,21 @@ def add_parser(sub) -> None:
     o.add_argument("--overwrite", action="store_true", help="replace output files that already exist (without it "
                    "they are refused); an input is never written over")
     o.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    o.add_argument("--serial", action="store_true", help="decode, process and write in one thread, one after "
+                   "another (default: decoding and file outputs run in threads of their own)")
     p.set_defaults(func=_cmd_run)
+
+
+def check_detection_flags(args) -> None:
+    """--detect-size, --detect-every, --hold-*: one clear error for values that cannot work."""
+    if args.detect_size is not None and args.detect_size != 0 and not 64 <= args.detect_size <= 4096:
+        raise FerEdgeError(f"--detect-size {args.detect_size} is outside 64..4096 pixels (0 = full size)")
+    if not 1 <= args.detect_every <= 1000:
+        raise FerEdgeError(f"--detect-every {args.detect_every} must be a whole number of frames from 1 to 1000")
+    if not 0.0 <= args.hold_margin <= 1.0:
+        raise FerEdgeError(f"--hold-margin {args.hold_margin} is outside [0, 1]")
+    if not 1 <= args.hold_frames <= 1000:
+        raise FerEdgeError(f"--hold-frames {args.hold_frames} must be from 1 to 1000")
 
 
 def _cmd_run(args) -> int:
@@ -64,6 +95,7 @@ def _cmd_run(args) -> int:
     from fer_edge.runtime.outputs import check_run_outputs
     from fer_edge.runtime.pipeline import run_loop
     from fer_edge.runtime.sources import VideoSource
+    from fer_edge.runtime.stages import run_loop_threaded
     from fer_edge.runtime.stopping import GracefulStop
 
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -71,11 +103,13 @@ def _cmd_run(args) -> int:
         raise FerEdgeError(f"--smooth {args.smooth} is outside (0, 1]")
     if args.crop_margin is not None and not -0.25 <= args.crop_margin <= 1.0:
         raise FerEdgeError(f"--crop-margin {args.crop_margin} is outside [-0.25, 1]")
+    check_detection_flags(args)
     # Models first: a missing model fails before any source is opened or file written.
     recognizer = EmotionRecognizer(
         args.model, args.detector, backend=args.backend, threads=args.threads, detector_model=args.detector_model,
         detector_config=args.detector_config, score_threshold=args.score_threshold, min_face=args.min_face,
-        detect_size=args.detect_size, crop_margin=args.crop_margin, smooth=None if args.no_smooth else args.smooth)
+        detect_size=args.detect_size, crop_margin=args.crop_margin, smooth=None if args.no_smooth else args.smooth,
+        detect_every=args.detect_every, carry=args.carry, hold_margin=args.hold_margin, hold_frames=args.hold_frames)
     classifier = recognizer.classifier
     if args.image or args.images:
         source = recognizer.open_source(args.image or args.images, "image" if args.image else "images",
@@ -114,8 +148,10 @@ def _cmd_run(args) -> int:
             if streaming and stats.frames % 100 == 0:
                 log(f"  frame {stats.frames}: {stats.faces} faces so far")
 
-        stats = run_loop(stop.wrap(source), recognizer.pipeline(source), outputs, draw=bool(args.save or args.show),
-                         max_frames=args.max_frames, on_frame=progress)
+        pipeline = recognizer.pipeline(source)
+        loop = run_loop if args.serial else run_loop_threaded
+        stats = loop(stop.wrap(source), pipeline, outputs, draw=bool(args.save or args.show),
+                     max_frames=args.max_frames, on_frame=progress)
     finally:
         source.close()
         try:
@@ -126,7 +162,10 @@ def _cmd_run(args) -> int:
     t = stats.timings
     log(f"fer-edge: {stats.frames} frames, {stats.faces} faces in {stats.seconds:.2f} s ({stats.fps:.1f} fps); "
         f"per frame: decode {1e3 * t['decode'] / n:.1f} ms, detect {1e3 * t['detect'] / n:.1f} ms, "
-        f"classify {1e3 * t['classify'] / n:.1f} ms, output {1e3 * t['output'] / n:.1f} ms")
+        f"classify {1e3 * t['classify'] / n:.1f} ms, output {1e3 * t['output'] / n:.1f} ms"
+        + ("" if args.serial else " (decode and output overlapped)")
+        + (f"; full detection on {pipeline.full_detections} frames" if pipeline.detect_every > 1 else "")
+        + (f"; {stats.dropped} camera frames skipped for newer ones" if stats.dropped else ""))
     code = stop.exit_code(stats.interrupted)
     if code is not None:
         log(f"fer-edge: interrupted ({stop.name or 'SIGINT'}); everything processed so far was written")

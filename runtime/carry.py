@@ -1,0 +1,101 @@
+"""Carrying face boxes from one full detection to the next (``--detect-every N``).
+
+Two ways, chosen by measurement (``benchmarks/sweep_detect.py``):
+
+* ``roi``: each live track's box is moved by its velocity, and the detector runs again on a small square
+  region around it (``context`` times the face's side, scaled to ``roi_size`` pixels, written into one
+  reused buffer by a single ``warpAffine``). The face found there becomes the new box; a track whose face is
+  not found there at ``keep_score`` is *lost*, and the caller runs a full detection at once.
+* ``motion``: each box is moved by its track's velocity (constant velocity); nothing is ever lost.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .detectors import FaceDetector
+from .tracker import Track, iou_matrix
+
+CARRY_MODES = ("roi", "motion")
+
+
+class BoxCarrier:
+    def __init__(self, detector: FaceDetector, mode: str = "roi", roi_size: int = 96, context: float = 2.0,
+                 keep_score: float | None = None):
+        """``keep_score``: the detector score a tracked face must keep in its region (default: the detector's
+        threshold less 0.2, a band that stops faces scoring near the threshold from forcing full detections over
+        and over: benchmarks/results/detect-sweep/roi-keep-0.5/)."""
+        if mode not in CARRY_MODES:
+            raise ValueError(f"unknown carry mode {mode!r} (choose from {', '.join(CARRY_MODES)})")
+        self.mode = mode
+        self.roi_size = roi_size
+        self.context = context
+        self.min_face = detector.min_face
+        self._roi = np.zeros((roi_size, roi_size, 3), np.uint8)
+        self._m = np.zeros((2, 3), np.float64)
+        # the region detector sees faces of about roi_size / context pixels: no size floor or scaling there
+        keep = max(0.1, detector.score_threshold - 0.2) if keep_score is None else keep_score
+        self._det = detector.twin(max_side=None, min_face=0, score_threshold=keep) if mode == "roi" else None
+
+    def carry(self, frame: np.ndarray, tracks: list[Track]) -> tuple[np.ndarray, list[int], bool]:
+        """Boxes ``(n, 5)`` for ``tracks`` in ``frame``, their track ids, and whether any track was lost.
+
+        A face carried below ``--min-face`` (or off the frame) is left out of this frame, as a full detection
+        would leave it out, without counting as lost."""
+        boxes = np.empty((len(tracks), 5), np.float32)
+        h, w = frame.shape[:2]
+        for i, t in enumerate(tracks):
+            pred = t.box.copy()
+            pred[:2] += t.velocity
+            if self._det is None:
+                boxes[i, :4], boxes[i, 4] = pred, t.score
+            else:
+                found = self._redetect(frame, pred)
+                if found is None:
+                    return boxes[:0], [], True
+                boxes[i] = found
+        x0 = np.clip(boxes[:, 0], 0, w)
+        y0 = np.clip(boxes[:, 1], 0, h)
+        boxes[:, 2] = np.clip(boxes[:, 0] + boxes[:, 2], 0, w) - x0
+        boxes[:, 3] = np.clip(boxes[:, 1] + boxes[:, 3], 0, h) - y0
+        boxes[:, 0], boxes[:, 1] = x0, y0
+        keep = np.minimum(boxes[:, 2], boxes[:, 3]) >= max(self.min_face, 1)
+        if keep.all():
+            return boxes, [t.id for t in tracks], False
+        return boxes[keep], [t.id for t, k in zip(tracks, keep) if k], False
+
+    def _redetect(self, frame: np.ndarray, pred: np.ndarray) -> np.ndarray | None:
+        """The face in a square region around ``pred`` (x, y, w, h), in frame pixels, or None."""
+        side = self.context * float(max(pred[2], pred[3]))
+        if side < 1:
+            return None
+        cx, cy = pred[0] + pred[2] / 2, pred[1] + pred[3] / 2
+        s = self.roi_size / side
+        x0, y0 = cx - side / 2, cy - side / 2
+        self._m[0, 0] = self._m[1, 1] = s
+        self._m[0, 2], self._m[1, 2] = -x0 * s, -y0 * s
+        cv2.warpAffine(frame, self._m, (self.roi_size, self.roi_size), dst=self._roi, flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        found = self._det.detect(self._roi)
+        if len(found) == 0:
+            return None
+        found[:, :4] /= s
+        found[:, 0] += x0
+        found[:, 1] += y0
+        h, w = frame.shape[:2]
+        x1 = np.clip(found[:, 0] + found[:, 2], 0, w)
+        y1 = np.clip(found[:, 1] + found[:, 3], 0, h)
+        found[:, 0] = np.clip(found[:, 0], 0, w)
+        found[:, 1] = np.clip(found[:, 1], 0, h)
+        found[:, 2], found[:, 3] = x1 - found[:, 0], y1 - found[:, 1]
+        # the same face: overlapping its predicted box, or centred inside it (a loose box from a full detection
+        # at low resolution can be much larger than the face the region shows)
+        iou = iou_matrix(found[:, :4], pred[None, :4])[:, 0]
+        cx, cy = found[:, 0] + found[:, 2] / 2, found[:, 1] + found[:, 3] / 2
+        inside = (cx >= pred[0]) & (cx <= pred[0] + pred[2]) & (cy >= pred[1]) & (cy <= pred[1] + pred[3])
+        ok = (iou > 0.1) | inside
+        if not ok.any():
+            return None
+        best = int(np.where(ok, iou + inside, -1.0).argmax())
+        return found[best]

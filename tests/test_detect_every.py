@@ -1,0 +1,291 @@
+"""Issue 16: detect every N-th frame with boxes carried in between, label hysteresis, more faces than one batch,
+the threaded loop (order, Ctrl-C, buffer pool, camera keeps the newest frame), and the flags' bad values."""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_edge.runtime.carry import BoxCarrier
+from fer_edge.runtime.classifier import MAX_BATCH, load_classifier
+from fer_edge.runtime.detectors import create_detector
+from fer_edge.runtime.pipeline import EmotionPipeline, run_loop
+from fer_edge.runtime.sinks import JsonlSink
+from fer_edge.runtime.sources import Frame, VideoSource
+from fer_edge.runtime.stages import POOL_FRAMES, run_loop_threaded
+from fer_edge.runtime.tracker import FaceTracker, Hysteresis, Track, iou_matrix
+
+from conftest import MEDIA, assert_clean_error, run_cli
+
+HAMILTON = MEDIA / "video_hamilton_whitehouse_9s.mp4"
+WOMAN = MEDIA / "video_talking_woman_15s.mp4"
+
+
+def frames_of(path, n):
+    cap = cv2.VideoCapture(str(path))
+    out = [cap.read()[1] for _ in range(n)]
+    cap.release()
+    return out
+
+
+def test_hysteresis_holds_a_label_until_a_margin_or_k_frames():
+    h = Hysteresis(margin=0.2, frames=3)
+    t = Track(0, np.zeros(4, np.float32), np.zeros(3, np.float32))
+    h.step(t, np.array([0.5, 0.4, 0.1]))
+    assert t.label == 0
+    h.step(t, np.array([0.4, 0.5, 0.1]))  # class 1 leads by 0.1 < 0.2: held
+    h.step(t, np.array([0.4, 0.5, 0.1]))
+    assert t.label == 0
+    h.step(t, np.array([0.4, 0.5, 0.1]))  # third frame in a row: switch
+    assert t.label == 1
+    h.step(t, np.array([0.75, 0.25, 0.0]))  # leads by 0.5 >= 0.2: switch at once
+    assert t.label == 0
+    h.step(t, np.array([0.4, 0.5, 0.1]))
+    h.step(t, np.array([0.5, 0.4, 0.1]))  # the lead broke off: counting starts again
+    h.step(t, np.array([0.4, 0.5, 0.1]))
+    h.step(t, np.array([0.4, 0.5, 0.1]))
+    assert t.label == 0
+    off = Hysteresis(0.0, 1)
+    off.step(t, np.array([0.4, 0.5, 0.1]))
+    assert off.off and t.label == 1
+
+
+def test_tracker_labels_follow_hysteresis_and_known_ids():
+    tr = FaceTracker(alpha=1.0, hysteresis=Hysteresis(0.5, 4))
+    box = np.array([[10, 10, 50, 50, 0.9]], np.float32)
+    assert tr.update(box, np.array([[0.6, 0.4]], np.float32)) == [0] and tr.labels == [0]
+    moved = box.copy()
+    for _ in range(3):
+        moved[0, 0] += 2
+        assert tr.update(moved, np.array([[0.4, 0.6]], np.float32), ids=[0]) == [0]
+        assert tr.labels == [0]  # three frames behind, lead 0.2 < 0.5
+    moved[0, 0] += 2
+    tr.update(moved, np.array([[0.4, 0.6]], np.float32), ids=[0])
+    assert tr.labels == [1]
+    np.testing.assert_allclose(tr.tracks[0].velocity, [2 * (1 - 0.5**4), 0])  # 2 px/frame, smoothed from 0
+
+
+def test_roi_carry_follows_real_faces_and_reports_a_lost_one():
+    det = create_detector("yunet")
+    frames = frames_of(WOMAN, 6)
+    boxes = det.detect(frames[0])
+    assert len(boxes) == 1
+    tracks = [Track(0, boxes[0, :4].copy(), np.zeros(7, np.float32), score=float(boxes[0, 4]))]
+    carrier = BoxCarrier(det, "roi")
+    for f in frames[1:]:
+        carried, ids, lost = carrier.carry(f, tracks)
+        assert not lost and ids == [0]
+        full = det.detect(f)
+        assert iou_matrix(carried[:, :4], full[:, :4]).max() > 0.6  # the same face as a full detection finds
+        tracks[0].box[:] = carried[0, :4]
+    blank = np.full_like(frames[0], 90)
+    _, _, lost = carrier.carry(blank, tracks)
+    assert lost  # no face in the region: the pipeline runs a full detection
+    motion = BoxCarrier(det, "motion")
+    tracks[0].velocity[:] = (5, -2)
+    moved, _, lost = motion.carry(blank, tracks)
+    assert not lost and np.allclose(moved[0, :2], tracks[0].box[:2] + (5, -2))
+
+
+def test_detect_every_n_carries_boxes_and_detects_at_least_every_n_frames(tiny_onnx):
+    pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker(),
+                           detect_every=3)
+    origins, counts = [], []
+    for f in frames_of(HAMILTON, 30):
+        faces = pipe.process(f)
+        origins.append({x.box_from for x in faces})
+        counts.append(len(faces))
+    assert origins[0] == {"detected"}
+    assert any(o == {"tracked"} for o in origins)
+    assert 10 <= pipe.full_detections < 30  # every 3rd frame, plus any lost track
+    # never more than N - 1 frames in a row without a full detection
+    run = 0
+    for o in origins:
+        run = 0 if "detected" in o or not o else run + 1
+        assert run <= 2
+    assert min(counts) >= 1  # every frame has its faces
+    image_pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), detect_every=5)
+    img = cv2.imread(str(MEDIA / "group_selfie_6faces.jpg"))
+    for _ in range(3):  # images (no tracker) always get a full detection
+        assert {f.box_from for f in image_pipe.process(img)} == {"detected"}
+    assert image_pipe.full_detections == 3
+
+
+def test_more_faces_than_one_batch_are_all_classified(tiny_onnx):
+    collage = cv2.imread(str(MEDIA / "collage_24faces_bald_guys.jpg"))
+    big = np.vstack([np.hstack([collage] * 3)] * 2)  # 6 copies: ~144 faces
+    big = np.hstack([big, big])  # ~288 faces, enough for several batches of 64
+    pipe = EmotionPipeline(create_detector("yunet", max_side=None), load_classifier(tiny_onnx))
+    faces = pipe.process(big)
+    assert len(faces) > 2 * MAX_BATCH, len(faces)
+    assert len({f.box for f in faces}) == len(faces)
+    batch, probs = pipe.batcher.batch, pipe._probs
+    again = pipe.process(big)
+    assert pipe.batcher.batch is batch and pipe._probs is probs  # the buffers were kept
+    for a, b in zip(faces, again):
+        assert a.probs == pytest.approx(b.probs, abs=1e-5)
+    # a face past the first batch is classified from its own crop, not a stale one
+    boxes = pipe.detector.detect(big)
+    every = pipe.classify(big, boxes).copy()
+    for k in (0, MAX_BATCH + 1, len(boxes) - 1):
+        np.testing.assert_allclose(pipe.classify(big, boxes[k : k + 1])[0], every[k], atol=1e-5)
+
+
+def _records(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def test_threaded_loop_writes_what_the_serial_loop_writes_in_order(tmp_path, tiny_onnx):
+    out = {}
+    for name, loop in (("serial", run_loop), ("threaded", run_loop_threaded)):
+        pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker(),
+                               detect_every=3)
+        src = VideoSource(str(HAMILTON))
+        sink = JsonlSink(tmp_path / f"{name}.jsonl")
+        stats = loop(src, pipe, [sink], draw=True, max_frames=90)
+        sink.close()
+        src.close()
+        assert stats.frames == 90
+        out[name] = _records(tmp_path / f"{name}.jsonl")
+    assert out["serial"] == out["threaded"]
+    assert [r["frame"] for r in out["threaded"]] == sorted(r["frame"] for r in out["threaded"])
+
+
+def test_threaded_loop_reuses_a_fixed_pool_of_frames_and_does_not_grow(tiny_onnx):
+    pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker(),
+                           detect_every=3)
+    seen, marks = set(), {}
+
+    class Probe:
+        def write(self, frame, faces):
+            seen.add(frame.image.ctypes.data)
+
+        def close(self):
+            pass
+
+    def on_frame(stats):
+        if stats.frames in (60, 240):
+            marks[stats.frames] = tracemalloc.get_traced_memory()[0]
+
+    src = VideoSource(str(WOMAN))
+    tracemalloc.start()
+    try:
+        stats = run_loop_threaded(src, pipe, [Probe()], draw=True, max_frames=260, on_frame=on_frame)
+    finally:
+        tracemalloc.stop()
+        src.close()
+    assert stats.frames == 260
+    assert len(seen) <= POOL_FRAMES, f"{len(seen)} frame buffers"
+    assert marks[240] - marks[60] < 96 * 1024, f"memory grew by {marks[240] - marks[60]} bytes"
+
+
+class _Slow:
+    def __init__(self, delay):
+        self.delay, self.frames = delay, []
+
+    def write(self, frame, faces):
+        time.sleep(self.delay)
+        self.frames.append(frame.index)
+
+    def close(self):
+        pass
+
+
+def test_ctrl_c_in_the_threaded_loop_keeps_every_processed_frame(tiny_onnx):
+    pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker())
+    slow = _Slow(0.02)  # the writer lags behind: frames are queued when Ctrl-C comes
+
+    def interrupt(stats):
+        if stats.frames == 25:
+            raise KeyboardInterrupt
+
+    src = VideoSource(str(WOMAN))
+    stats = run_loop_threaded(src, pipe, [slow], on_frame=interrupt)
+    src.close()
+    assert stats.interrupted and stats.frames == 25
+    assert slow.frames == list(range(25))
+
+
+class _FakeCamera:
+    """A camera that delivers frames faster than they are processed, into buffers it is handed."""
+
+    is_camera = True
+    name = "camera:fake"
+    error = None
+
+    def __init__(self, n, period, sizes=((360, 640),)):
+        self.n, self.period, self.sizes = n, period, sizes
+        self.next_buffer = None
+
+    def __iter__(self):
+        for i in range(self.n):
+            time.sleep(self.period)
+            h, w = self.sizes[i * len(self.sizes) // self.n]
+            buf = self.next_buffer() if self.next_buffer else None
+            if buf is None or buf.shape != (h, w, 3):
+                buf = np.empty((h, w, 3), np.uint8)
+            buf[:] = i % 256
+            yield Frame(buf, i, i * self.period, self.name)
+
+    def close(self):
+        pass
+
+
+def test_camera_keeps_only_the_newest_frame(tiny_onnx):
+    pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker(),
+                           detect_every=3)
+    slow = _Slow(0.0)
+    orig = pipe.process
+
+    def slow_process(image):
+        time.sleep(0.03)
+        return orig(image)
+
+    pipe.process = slow_process
+    stats = run_loop_threaded(_FakeCamera(60, 0.005), pipe, [slow])
+    assert stats.dropped > 10 and stats.frames + stats.dropped == 60
+    assert slow.frames == sorted(slow.frames) and len(slow.frames) == stats.frames
+    assert slow.frames[-1] >= 55  # the last frames delivered were processed, not an old backlog
+
+
+def test_frame_size_change_mid_stream_and_a_source_that_stops(tiny_onnx):
+    pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker(),
+                           detect_every=3)
+    cam = _FakeCamera(30, 0.0, sizes=((360, 640), (480, 320), (200, 200)))
+    cam.is_camera = False  # a video: nothing dropped
+    slow = _Slow(0.0)
+    stats = run_loop_threaded(cam, pipe, [slow])
+    assert stats.frames == 30 and slow.frames == list(range(30)) and stats.dropped == 0
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--detect-every", "0"], "--detect-every 0"),
+    (["--detect-every", "-2"], "--detect-every -2"),
+    (["--detect-size", "32"], "--detect-size 32"),
+    (["--detect-size", "100000"], "--detect-size 100000"),
+    (["--hold-frames", "0"], "--hold-frames 0"),
+    (["--hold-margin", "2"], "--hold-margin 2"),
+])
+def test_bad_detection_flags_give_one_line_and_exit_2(tmp_path, tiny_onnx, flags, fragment):
+    p = run_cli("run", "--video", str(WOMAN), "--model", str(tiny_onnx), "--json", str(tmp_path / "o.jsonl"), *flags)
+    assert_clean_error(p, fragment)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_cli_records_say_detected_or_tracked(tmp_path, tiny_onnx):
+    out, table = tmp_path / "h.jsonl", tmp_path / "h.csv"
+    p = run_cli("run", "--video", str(HAMILTON), "--model", str(tiny_onnx), "--json", str(out), "--csv", str(table),
+                "--max-frames", "40", "--detect-every", "4")
+    assert p.returncode == 0, p.stderr
+    recs = _records(out)
+    assert {r["box_from"] for r in recs} == {"detected", "tracked"}
+    assert "full detection on" in p.stderr
+    import csv
+
+    rows = list(csv.DictReader(open(table, newline="")))
+    assert [row["box_from"] for row in rows] == [r["box_from"] for r in recs]

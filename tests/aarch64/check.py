@@ -211,7 +211,9 @@ def install(root: Path, timings: dict, out: Path) -> list[str]:
         ln = ln.replace("photo.jpg", f"{GUEST_SHARED}/{GROUP_PHOTO}")
         lines.append(ln)
     log("README Lite block, as run in the root:\n    " + "\n    ".join(lines))
-    guest(root, "rm -rf ~/.cache/fer-edge")  # the detector file comes from the block's own `models fetch`
+    # as on a fresh Pi: no detector file (it comes from the block's own `models fetch`) and no outputs of an earlier
+    # run in the cached root (fer-edge refuses to replace an existing output without --overwrite)
+    guest(root, "rm -rf ~/.cache/fer-edge ~/annotated.jpg ~/faces.jsonl")
     r = timed("install (README Lite block)", root, " && ".join(f"( {ln} )" for ln in lines), timings)
     (out / "install.log").write_text(r.stdout)
     if r.returncode:
@@ -493,4 +495,8 @@ def main(argv: list[str] | None = None) -> int:
 SHARED = Path(os.environ.get("FER_EDGE_SHARED", REPO.parent / "shared")).resolve()
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RuntimeError as e:  # a step inside the root failed: say which, with the tail of its output
+        print(f"aarch64 check failed: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -13,15 +13,23 @@ from typing import Any
 import numpy as np
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory: VmHWM (reset by exec, unlike ru_maxrss, which a spawned child
-    inherits from its parent at fork time), else ru_maxrss."""
+def proc_status_mb(key: str) -> float | None:
+    """A memory field of /proc/self/status (``VmRSS``, ``VmHWM``) in MB, or None where there is no /proc."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
+    return None
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM (reset by exec, unlike ru_maxrss, which a spawned child
+    inherits from its parent at fork time), else ru_maxrss."""
+    hwm = proc_status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     import resource
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -26,12 +26,11 @@ import numpy as np
 
 def rss_mb() -> float:
     """This process's resident memory now, in MB (from /proc, else psutil)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    from fer_edge.benchmarks.e2e import proc_status_mb
+
+    rss = proc_status_mb("VmRSS")
+    if rss is not None:
+        return rss
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20

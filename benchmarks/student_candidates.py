@@ -26,6 +26,9 @@ CANDIDATES: dict[str, tuple[str, int, dict]] = {
     "cnn-tiny2-48": ("cnn", 48, {"widths": (32, 64, 128, 256), "convs_per_block": 2, "hidden": 128}),
     "cnn-48": ("cnn", 48, {}),
     "cnn-tiny-64": ("cnn", 64, {"widths": (32, 64, 128, 256), "hidden": 128}),
+    # twice the depth at about the same MACs: two 3x3 convs per stage, half the widths
+    "cnn-narrow2-40": ("cnn", 40, {"widths": (16, 32, 64, 128), "convs_per_block": 2, "hidden": 128}),
+    "cnn-mid2-40": ("cnn", 40, {"widths": (24, 48, 96, 192), "convs_per_block": 2, "hidden": 128}),
 }
 
 

@@ -27,7 +27,16 @@ from .report import ArtifactRow, markdown_table, measure, predict_all
 
 
 def default_name(checkpoint: Path) -> str:
-    return checkpoint.parent.name if checkpoint.stem in ("best", "last") else checkpoint.stem
+    if checkpoint.is_dir():
+        return checkpoint.name
+    return checkpoint.parent.name if checkpoint.stem in ("best", "last", "model") else checkpoint.stem
+
+
+def _weights_file(checkpoint: Path) -> Path:
+    """The file whose SHA-256 identifies a checkpoint: the .pt, or a release folder's safetensors."""
+    from fer_edge.train.checkpoint import RELEASE_WEIGHTS
+
+    return checkpoint / RELEASE_WEIGHTS if checkpoint.is_dir() else checkpoint
 
 
 def _val_data(data: str | None, manifest: dict | None, classes, input_size, limit: int | None, log):
@@ -67,7 +76,8 @@ def run_export(req: ExportRequest, log=None) -> dict[str, Any]:
         card = {**card, "crop_margin": float(req.crop_margin)}
     meta = ModelMeta.from_dict({
         **runtime_meta(card), "arch": card.get("arch"), "source_checkpoint": ckpt.name,
-        "source_checkpoint_sha256": sha256_of(ckpt), "training_data_fingerprint": card.get("training_data_fingerprint"),
+        "source_checkpoint_sha256": sha256_of(_weights_file(ckpt)),
+        "training_data_fingerprint": card.get("training_data_fingerprint"),
         "training_metrics": card.get("metrics"), "training_command": card.get("command"),
         "git_commit": card.get("git_commit"), "fer_edge_version": __version__,
         "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}, f"checkpoint {ckpt}")

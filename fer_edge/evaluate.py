@@ -99,9 +99,9 @@ class TorchCheckpointClassifier:
 
 def load_model(path: str | os.PathLike, backend: str | None = None, threads: int | None = None):
     p = Path(path).expanduser()
-    if not p.is_file():
+    if not p.exists():
         raise FerEdgeError(f"model file {p} does not exist")
-    if p.suffix.lower() in (".pt", ".pth"):
+    if p.is_dir() or p.suffix.lower() in (".pt", ".pth", ".safetensors"):
         if backend:
             raise FerEdgeError("--backend applies to .onnx / .xml models, not to a training checkpoint")
         try:

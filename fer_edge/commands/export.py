@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("export", help="checkpoint -> ONNX / OpenVINO IR, optionally INT8, accuracy-checked",
                        description="Export a training checkpoint for the torch-free runtime. Formats: "
                        + "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
-    p.add_argument("checkpoint", help="training checkpoint (.pt from fer-edge train)")
+    p.add_argument("checkpoint", help="training checkpoint: a .pt from fer-edge train or a released folder "
+                   "(checkpoints/NAME: model.safetensors + model_card.json)")
     p.add_argument("--format", required=True, choices=tuple(FORMATS), help="onnx or openvino")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="float precision (fp32)")
     p.add_argument("--quantize", choices=("int8",), help="post-training INT8 quantization")

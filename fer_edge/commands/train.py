@@ -50,8 +50,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     o.add_argument("--no-class-weights", dest="class_weights", action="store_false",
                    help="plain cross-entropy instead of inverse-frequency class weights N/(K*n_c)")
     o.add_argument("--label-smoothing", type=float, default=0.0, metavar="X", help="(0)")
-    o.add_argument("--teacher", nargs="+", metavar="CKPT",
-                   help="distil from these fer-edge checkpoints (averaged probabilities) on the same augmented batch")
+    o.add_argument("--teacher", nargs="+", metavar="MODEL",
+                   help="distil from these fer-edge checkpoints or exported models (.onnx, .xml), probabilities "
+                        "averaged, scored on the same augmented batch")
+    o.add_argument("--teacher-once", action="store_true",
+                   help="score each training face (and its mirror) with the teachers once before training and "
+                        "distil every augmented view towards that: many times cheaper on a CPU than scoring "
+                        "each augmented batch")
     o.add_argument("--distill-alpha", type=float, default=0.5, metavar="X",
                    help="weight of the distillation loss; 1 - X goes to the labels (0.5)")
     o.add_argument("--distill-temperature", type=float, default=2.0, metavar="T", help="(2)")
@@ -111,7 +116,7 @@ def config_from_args(args: argparse.Namespace):
     keys = ("data", "arch", "epochs", "out", "input_size", "channels", "batch_size", "eval_batch_size", "optimizer",
             "lr", "weight_decay", "scheduler", "warmup_epochs", "pretrained", "weights", "freeze_epochs",
             "unfreeze_last", "backbone_lr_scale", "drop_rate", "class_weights", "label_smoothing",
-            "zero_init_head", "teacher", "distill_alpha", "distill_temperature",
+            "zero_init_head", "teacher", "teacher_once", "distill_alpha", "distill_temperature",
             "balanced_sampler", "ferplus", "ferplus_mode", "amp", "channels_last", "ema", "clip_grad", "patience",
             "select_metric", "seed", "deterministic", "resume", "quiet", "data_on_gpu", "device", "max_steps",
             "limit_per_class", "threads")

@@ -12,6 +12,11 @@ A checkpoint is a dict saved with ``torch.save`` (loadable with ``weights_only=T
     epoch         the epoch (1-based) these weights come from
     # last.pt only, for --resume:
     train_state_dict, optimizer, scheduler, ema_state_dict, rng, history, best, bad_epochs, config
+
+A *released* checkpoint (the repository's ``checkpoints/NAME/``) is the same thing without pickles: the
+weights in ``model.safetensors`` and everything else (format, arch, model_kwargs, epoch, model_card) in
+``model_card.json``. :func:`read_checkpoint` reads both forms: a ``.pt`` file, or the folder (or its
+``.safetensors`` file). :func:`write_release` turns a ``.pt`` checkpoint into one.
 """
 
 from __future__ import annotations
@@ -95,16 +100,60 @@ def save_checkpoint(path: str | os.PathLike, ckpt: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+RELEASE_WEIGHTS = "model.safetensors"
+RELEASE_CARD = "model_card.json"
+
+
+def write_release(ckpt: dict[str, Any], out: str | os.PathLike) -> Path:
+    """Write a checkpoint dict as a release folder (``model.safetensors`` + ``model_card.json``)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in ckpt["state_dict"].items()}
+    save_file(tensors, str(out / RELEASE_WEIGHTS), metadata={"format": FORMAT})
+    meta = {k: ckpt[k] for k in ("format", "arch", "model_kwargs", "epoch", "model_card") if k in ckpt}
+    (out / RELEASE_CARD).write_text(json.dumps(meta, indent=1, sort_keys=True, default=list) + "\n")
+    return out
+
+
+def _read_release(folder: Path, map_location: Any) -> dict[str, Any]:
+    import json
+
+    from safetensors.torch import load_file
+
+    card_path, weights = folder / RELEASE_CARD, folder / RELEASE_WEIGHTS
+    if not card_path.is_file() or not weights.is_file():
+        raise FerEdgeError(f"checkpoint folder {folder} needs {RELEASE_WEIGHTS} and {RELEASE_CARD}")
+    try:
+        ckpt = json.loads(card_path.read_text())
+        device = map_location if isinstance(map_location, str) else "cpu"
+        ckpt["state_dict"] = load_file(str(weights), device=device)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise FerEdgeError(f"checkpoint {folder} is not a readable fer-edge checkpoint ({first})")
+    if isinstance(ckpt.get("model_kwargs"), dict) and isinstance(ckpt["model_kwargs"].get("widths"), list):
+        ckpt["model_kwargs"]["widths"] = tuple(ckpt["model_kwargs"]["widths"])
+    return ckpt
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """The raw checkpoint dict, validated; FerEdgeError for a missing or corrupt file."""
     p = Path(path).expanduser()
-    if not p.is_file():
+    if p.is_file() and p.suffix.lower() == ".safetensors":
+        p = p.parent
+    if p.is_dir():
+        ckpt = _read_release(p, map_location)
+    elif not p.is_file():
         raise FerEdgeError(f"checkpoint {p} does not exist")
-    try:
-        ckpt = torch.load(str(p), map_location=map_location, weights_only=True)
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise FerEdgeError(f"checkpoint {p} is not a readable fer-edge checkpoint ({first})")
+    else:
+        try:
+            ckpt = torch.load(str(p), map_location=map_location, weights_only=True)
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise FerEdgeError(f"checkpoint {p} is not a readable fer-edge checkpoint ({first})")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise FerEdgeError(f"{p} is not a fer-edge training checkpoint (no '{FORMAT}' format tag)")
     missing = [k for k in ("state_dict", "arch", "model_kwargs", "model_card") if k not in ckpt]

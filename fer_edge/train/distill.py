@@ -3,7 +3,10 @@
 The student's batch arrives normalised with the student's mean/std (and channel count); each teacher
 gets the same pixels re-normalised with its own statistics, resized to its own input size, so a teacher
 may differ from the student in architecture, input size and channels. Several teachers are an ensemble:
-their temperature-softened probabilities are averaged.
+their temperature-softened probabilities are averaged. A teacher is a fer-edge checkpoint or an exported
+model (``.onnx`` / OpenVINO ``.xml``, run through the runtime's own classifier on the CPU, for example the
+shipped INT8 model); an exported teacher's probabilities are re-tempered as ``p ** (1/T)``, renormalised,
+which equals ``softmax(logits / T)``.
 """
 
 from __future__ import annotations
@@ -18,27 +21,52 @@ from torch import nn
 from fer_edge.runtime.errors import FerEdgeError
 from fer_edge.train.checkpoint import load_checkpoint
 
+EXPORTED_SUFFIXES = (".onnx", ".xml")
+
+
+class _ExportedTeacher:
+    """An exported classifier as a teacher: a torch batch in, probabilities out (no gradients)."""
+
+    def __init__(self, path: str | os.PathLike):
+        from fer_edge.runtime.classifier import MAX_BATCH, load_classifier
+
+        self.clf = load_classifier(path)
+        self.max_batch = MAX_BATCH
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import numpy as np
+
+        arr = x.detach().float().cpu().contiguous().numpy()
+        out = [np.array(self.clf.predict(np.ascontiguousarray(arr[i:i + self.max_batch])))
+               for i in range(0, len(arr), self.max_batch)]
+        return torch.from_numpy(np.concatenate(out)).to(x.device)
+
 
 class Teachers:
-    """One or more frozen fer-edge checkpoints used as a (mean-of-probabilities) teacher."""
+    """One or more frozen teachers (fer-edge checkpoints or exported models), averaged probabilities."""
 
     def __init__(self, paths: Sequence[str | os.PathLike], classes: Sequence[str], device: torch.device,
                  mean: float, std: float):
         if not paths:
             raise FerEdgeError("--teacher needs at least one checkpoint")
         self.mean, self.std = float(mean), float(std)
-        self.models: list[tuple[nn.Module, tuple[int, int], int, torch.Tensor, torch.Tensor]] = []
+        self.models: list[tuple[nn.Module | _ExportedTeacher, tuple[int, int], int, torch.Tensor, torch.Tensor]] = []
         for p in paths:
-            model, card = load_checkpoint(p, map_location=device)
+            if str(p).lower().endswith(EXPORTED_SUFFIXES):
+                model = _ExportedTeacher(p)
+                card = model.clf.meta.to_dict()
+            else:
+                model, card = load_checkpoint(p, map_location=device)
+                for q in model.parameters():
+                    q.requires_grad_(False)
+                model.eval()
             if list(card["classes"]) != list(classes):
                 raise FerEdgeError(f"teacher {p} predicts {card['classes']}, not the student's classes {list(classes)}")
-            for q in model.parameters():
-                q.requires_grad_(False)
             size = (int(card["input_size"][0]), int(card["input_size"][1]))
             ch = int(card["channels"])
             t_mean = torch.tensor(card["mean"], dtype=torch.float32, device=device).view(1, ch, 1, 1)
             t_std = torch.tensor(card["std"], dtype=torch.float32, device=device).view(1, ch, 1, 1)
-            self.models.append((model.eval(), size, ch, t_mean, t_std))
+            self.models.append((model, size, ch, t_mean, t_std))
 
     @torch.no_grad()
     def probs(self, x: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -49,7 +77,11 @@ class Teachers:
             g = gray if tuple(gray.shape[-2:]) == size else F.interpolate(gray, size=size, mode="bilinear",
                                                                            align_corners=False, antialias=True)
             t_in = (g.expand(-1, ch, -1, -1) - t_mean) / t_std
-            p = F.softmax(model(t_in.contiguous()).float() / temperature, dim=1)
+            if isinstance(model, _ExportedTeacher):
+                p = model(t_in).clamp_min(1e-12) ** (1.0 / temperature)
+                p = p / p.sum(dim=1, keepdim=True)
+            else:
+                p = F.softmax(model(t_in.contiguous()).float() / temperature, dim=1)
             out = p if out is None else out + p
         return out / len(self.models)
 

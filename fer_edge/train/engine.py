@@ -64,6 +64,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     zero_init_head: bool = False
     teacher: list[str] | None = None  # checkpoints to distil from (an ensemble when several)
+    teacher_once: bool = False  # score the un-augmented training faces once instead of every augmented batch
     distill_alpha: float = 0.5  # weight of the distillation term; 1 - alpha on the labels
     distill_temperature: float = 2.0
     balanced_sampler: bool = False
@@ -248,6 +249,8 @@ class Trainer:
             raise FerEdgeError(f"--distill-alpha {c.distill_alpha} must lie in (0, 1]")
         if c.teacher and c.distill_temperature <= 0:
             raise FerEdgeError(f"--distill-temperature {c.distill_temperature} must be positive")
+        if c.teacher_once and not c.teacher:
+            raise FerEdgeError("--teacher-once needs --teacher")
         if c.pretrained and c.weights:
             raise FerEdgeError("give either --pretrained or --weights, not both")
 
@@ -325,7 +328,15 @@ class Trainer:
         if c.teacher:
             self.teachers = Teachers(c.teacher, self.classes, self.device, self.mean, self.std)
             self.log(f"  distilling from {len(c.teacher)} teacher(s), alpha {c.distill_alpha}, "
-                     f"T {c.distill_temperature}")
+                     f"T {c.distill_temperature}" + (", scored once on the un-augmented faces" if c.teacher_once
+                                                     else ""))
+        self.teacher_train = None
+        if c.teacher_once:
+            t_tr, t_va = self._teacher_faces(tr, va)
+            self.teacher_train = self._score_once(t_tr, c.distill_temperature).to(self.data_device)
+            t_val = self._score_once(t_va, 1.0).argmax(1)
+            self.log(f"  teacher on val at {t_tr.shape[-1]}x{t_tr.shape[-2]}: accuracy "
+                     f"{float((t_val == self.y_val.to(t_val.device)).float().mean()):.4f}")
 
         # optimiser + scheduler
         lr = c.lr if c.lr is not None else (1e-3 if c.optimizer == "adamw" else 0.01)
@@ -418,6 +429,33 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
+    def _teacher_faces(self, tr, va) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training and val faces at the largest teacher input size (read again when the student's is
+        smaller, so a 40 px student still learns from what the teacher sees at its own size)."""
+        c = self.cfg
+        size = max((m[1] for m in self.teachers.models), key=lambda s: s[0] * s[1])
+        if size[0] * size[1] <= self.input_size[0] * self.input_size[1]:
+            return self.x_train, self.x_val
+        quiet = lambda *_a, **_k: None  # noqa: E731
+        t_tr, t_va = load_train_val(c.data, EMOTIONS, size, log=quiet, limit_per_class=c.limit_per_class)
+        if c.ferplus:
+            t_tr = apply_ferplus(t_tr, c.ferplus, c.ferplus_mode, quiet)
+            t_va = apply_ferplus(t_va, c.ferplus, "majority", quiet)
+        if not (np.array_equal(t_tr.labels, tr.labels) and np.array_equal(t_va.labels, va.labels)):
+            raise FerEdgeError("--teacher-once: the data read again at the teacher's size does not match")
+        return torch.from_numpy(t_tr.images), torch.from_numpy(t_va.images)
+
+    @torch.no_grad()
+    def _score_once(self, images: torch.Tensor, temperature: float) -> torch.Tensor:
+        """The teachers' probabilities for uint8 faces (N, H, W), averaged with their mirror images (N, 7)."""
+        out = []
+        bs = self.cfg.eval_batch_size
+        for i in range(0, len(images), bs):
+            x = normalize(images[i:i + bs].to(self.device), self.cfg.channels, self.mean, self.std)
+            p = self.teachers.probs(x, temperature) + self.teachers.probs(x.flip(-1), temperature)
+            out.append((p / 2).cpu())
+        return torch.cat(out)
+
     # -- one epoch --
     def train_epoch(self, epoch: int) -> dict[str, float]:
         c = self.cfg
@@ -444,8 +482,11 @@ class Trainer:
             loss = F.cross_entropy(logits.float(), target, weight=self.loss_weight,
                                    label_smoothing=c.label_smoothing)
             if self.teachers is not None:
-                with self._autocast():
-                    t_probs = self.teachers.probs(x, c.distill_temperature)
+                if self.teacher_train is not None:
+                    t_probs = self.teacher_train.index_select(0, ib).to(self.device)
+                else:
+                    with self._autocast():
+                        t_probs = self.teachers.probs(x, c.distill_temperature)
                 kd = distillation_loss(logits, t_probs, c.distill_temperature)
                 loss = (1.0 - c.distill_alpha) * loss + c.distill_alpha * kd
             self.opt.zero_grad(set_to_none=True)

@@ -23,6 +23,11 @@ PRESETS: dict[str, tuple[str, dict[str, Any], int]] = {
     # into two 1024-wide FC layers
     "vgg": ("cnn", {"convs_per_block": 2, "pool": 3, "fc_layers": 2, "hidden": 1024, "dropout": 0.1,
                     "head_dropout": 0.4}, 48),
+    # the latency-first student: one 3x3 conv per stage (32-64-128-256), a 128-wide head, 40 px
+    "cnn-tiny": ("cnn", {"widths": (32, 64, 128, 256), "hidden": 128}, 40),
+    # the same MACs at twice the depth (two convs per stage, 16-32-64-128) and light dropout: the fast student
+    "cnn-fast": ("cnn", {"widths": (16, 32, 64, 128), "convs_per_block": 2, "hidden": 128, "dropout": 0.05,
+                         "head_dropout": 0.2}, 40),
     "mobilenetv3": ("mobilenetv3_large_100", {}, 48),
     "vit": ("vit_tiny_patch16_224", {"patch_size": 6}, 48),
     # ViT-tiny at half depth on 6x6 patches of 8 px, average-pooled tokens: ~3.5x cheaper than "vit" on a CPU

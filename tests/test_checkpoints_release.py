@@ -1,0 +1,160 @@
+"""Released checkpoints (safetensors + card), the recovered default model, exported teachers, uint8 weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from fer_edge import data as D  # noqa: E402
+from fer_edge.classes import EMOTIONS  # noqa: E402
+from fer_edge.runtime.errors import FerEdgeError  # noqa: E402
+from fer_edge.train.augment import normalize  # noqa: E402
+from fer_edge.train.checkpoint import load_checkpoint, read_checkpoint, write_release  # noqa: E402
+from fer_edge.train.distill import Teachers  # noqa: E402
+from fer_edge.train.engine import TrainConfig, train  # noqa: E402
+
+from train_data import make_subset  # noqa: E402
+
+torch.set_num_threads(2)
+ROOT = Path(__file__).resolve().parents[1]
+ASSET_ONNX = ROOT / "fer_edge" / "assets" / "emotion_int8.onnx"
+SHARED = Path(os.environ.get("FER_EDGE_SHARED", ROOT.parent / "shared"))
+VAL = SHARED / "datasets" / "fer2013" / "val"
+
+
+@pytest.fixture(scope="module")
+def subset(tmp_path_factory) -> Path:
+    return make_subset(tmp_path_factory.mktemp("fer") / "data", n_train=12, n_val=6)
+
+
+def quick_cfg(data: Path, out: Path, **over) -> TrainConfig:
+    kw = dict(data=str(data), arch="cnn", epochs=1, out=str(out), batch_size=28, eval_batch_size=64, quiet=True,
+              threads=2, command=["test"], max_steps=1)
+    kw.update(over)
+    return TrainConfig(**kw)
+
+
+def test_release_round_trip_and_errors(subset, tmp_path):
+    train(quick_cfg(subset, tmp_path / "run", arch="cnn-tiny"))
+    ck = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    rel = write_release(ck, tmp_path / "rel")
+    assert sorted(p.name for p in rel.iterdir()) == ["model.safetensors", "model_card.json"]
+    a, card_a = load_checkpoint(tmp_path / "run" / "best.pt")
+    for where in (rel, rel / "model.safetensors"):
+        b, card_b = load_checkpoint(where)
+        assert card_b == card_a
+        x = torch.randn(3, 1, 40, 40)
+        with torch.no_grad():
+            torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
+    (rel / "model_card.json").write_text("{not json")
+    with pytest.raises(FerEdgeError, match="not a readable"):
+        read_checkpoint(rel)
+    (rel / "model_card.json").unlink()
+    with pytest.raises(FerEdgeError, match="needs model.safetensors and model_card.json"):
+        read_checkpoint(rel)
+
+
+def _exact_and_kernels(path: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    exact = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    fast = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = exact.get_inputs()[0].name
+    return exact.run(None, {name: x})[0], fast.run(None, {name: x})[0]
+
+
+def test_shipped_onnx_weights_are_uint8_and_exact_on_this_cpu():
+    """The shipped ONNX stores its int8 weights as uint8 (zero point 128), so ONNX Runtime's fused INT8
+    kernels agree with the exact QDQ arithmetic on this CPU whatever its ISA (AVX2 saturated before)."""
+    from onnx import numpy_helper
+
+    from fer_edge.runtime.metadata import ModelMeta
+    from fer_edge.runtime.preprocess import normalized_faces
+
+    m = onnx.load(str(ASSET_ONNX))
+    inits = {i.name: i for i in m.graph.initializer}
+    weight_types = {inits[n.input[0]].data_type for n in m.graph.node
+                    if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                    and inits[n.input[0]].data_type != onnx.TensorProto.INT32}
+    assert weight_types == {onnx.TensorProto.UINT8}
+    zps = {int(v) for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+           and inits[n.input[0]].data_type == onnx.TensorProto.UINT8
+           for v in np.ravel(numpy_helper.to_array(inits[n.input[2]]))}
+    assert zps == {128}
+    if not VAL.is_dir():
+        pytest.skip(f"{VAL} not present")
+    meta = ModelMeta.from_json({p.key: p.value for p in m.metadata_props}["fer_edge"], "asset")
+    faces = D.read_image_folder(VAL, EMOTIONS, root=VAL.parent, log=None, limit=40).images
+    exact, fast = _exact_and_kernels(ASSET_ONNX, normalized_faces(meta, faces))
+    agree = float((exact.argmax(1) == fast.argmax(1)).mean())
+    assert agree >= 0.97, f"fused INT8 kernels agree with exact QDQ on only {agree:.3f} of {len(faces)} faces"
+
+
+def test_weights_to_uint8_is_lossless(tmp_path):
+    """Re-storing int8 weights as uint8 + 128 changes no value: the exact evaluations are identical."""
+    from fer_edge.export.quantize import weights_to_uint8
+
+    src = tmp_path / "s8.onnx"
+    m = onnx.load(str(ASSET_ONNX))
+    inits = {i.name: i for i in m.graph.initializer}
+    from onnx import numpy_helper
+
+    for n in m.graph.node:  # back to int8 weights, zero point 0 (as quantize_static writes them)
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type == 2:
+            q, zp = inits[n.input[0]], inits[n.input[2]]
+            q.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(q).astype(np.int16) - 128).astype(np.int8),
+                                               q.name))
+            zp.CopyFrom(numpy_helper.from_array(np.zeros(numpy_helper.to_array(zp).shape, np.int8), zp.name))
+    onnx.save(m, str(src))
+    dst = tmp_path / "u8.onnx"
+    assert weights_to_uint8(src, dst) == 53
+    x = np.random.default_rng(0).standard_normal((4, 3, 96, 96)).astype(np.float32)
+    np.testing.assert_array_equal(_exact_and_kernels(src, x)[0], _exact_and_kernels(dst, x)[0])
+
+
+@pytest.mark.skipif(not VAL.is_dir(), reason="needs the shared FER2013 val split")
+def test_recover_default_model_and_released_copy(tmp_path):
+    """The recovery rebuilds the shipped model in torch; the committed checkpoints/ copy is that model."""
+    from fer_edge.export.recover import agreement, recover
+    from fer_edge.runtime.metadata import ModelMeta
+    from fer_edge.runtime.preprocess import normalized_faces
+
+    model, meta, _ = recover(ASSET_ONNX)
+    faces_ds = D.read_image_folder(VAL, EMOTIONS, root=VAL.parent, log=None, limit=30)
+    faces = normalized_faces(ModelMeta.from_dict(meta, "asset"), faces_ds.images)
+    check = agreement(model, ASSET_ONNX, faces, faces_ds.labels)
+    assert check["agreement"] >= 0.93 and check["accuracy_recovered"] > 0.5
+    released = ROOT / "checkpoints" / "default-mobilenetv2-96"
+    rel_model, card = load_checkpoint(released)
+    assert card["recovered_from"]["file"] == "emotion_int8.onnx" and card["input_size"] == [96, 96]
+    x = torch.from_numpy(faces[:8])
+    with torch.no_grad():
+        torch.testing.assert_close(rel_model(x), model(x), rtol=0, atol=0)
+
+
+def test_exported_model_as_teacher_scored_once(subset, tmp_path, capsys):
+    """--teacher takes an exported model (the shipped INT8 ONNX) and --teacher-once scores the faces once."""
+    x = normalize(torch.from_numpy(D.read_image_folder(subset / "val", root=subset, log=None).images[:4]), 1,
+                  0.5, 0.25)
+    t = Teachers([str(ASSET_ONNX)], EMOTIONS, torch.device("cpu"), 0.5, 0.25)
+    p1, p3 = t.probs(x, 1.0), t.probs(x, 3.0)
+    torch.testing.assert_close(p3.sum(1), torch.ones(4))
+    # tempering: softmax(z / T) == p ** (1/T), renormalised
+    ref = p1 ** (1 / 3)
+    torch.testing.assert_close(p3, ref / ref.sum(1, keepdim=True))
+    assert float(p3.max(1).values.mean()) < float(p1.max(1).values.mean())
+    res = train(quick_cfg(subset, tmp_path / "s", arch="cnn-tiny", teacher=[str(ASSET_ONNX)], teacher_once=True,
+                          quiet=False, distill_alpha=0.7))
+    assert np.isfinite(res["history"][0]["train_loss"])
+    err = capsys.readouterr().err
+    assert "scored once on the un-augmented faces" in err and "teacher on val at 96x96" in err
+    with pytest.raises(FerEdgeError, match="--teacher-once needs --teacher"):
+        train(quick_cfg(subset, tmp_path / "bad", teacher_once=True))

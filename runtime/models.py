@@ -11,6 +11,8 @@ from .errors import FerEdgeError
 
 DEFAULT_STEM = "emotion_int8"
 CLASSIFIER_SUFFIXES = (".onnx", ".xml")
+# the shipped models by name (``--model NAME``): what each is for -> its file stem in assets/
+MODEL_NAMES = {"accurate": DEFAULT_STEM, "fast": "fast_int8"}
 
 
 def _openvino_runs_int8() -> bool:
@@ -61,9 +63,11 @@ def classifier_path(model: str | os.PathLike | None, backend: str | None = None)
     p = Path(text).expanduser()
     looks_like_file = p.suffix.lower() in CLASSIFIER_SUFFIXES or os.sep in text or "/" in text
     if not looks_like_file and not p.exists():
-        names = shipped_models()
-        if text in names:
-            return default_classifier_path(backend, text)
-        raise FerEdgeError(f"model '{text}' is neither a classifier file (.onnx or OpenVINO .xml) nor a shipped "
-                           f"model ({', '.join(names) or 'none shipped'})")
+        stems = shipped_models()
+        stem = MODEL_NAMES.get(text, text)
+        if stem in stems:
+            return default_classifier_path(backend, stem)
+        names = [n for n, st in MODEL_NAMES.items() if st in stems] + stems
+        raise FerEdgeError(f"model '{text}' is neither a classifier file (.onnx or OpenVINO .xml) nor a model shipped "
+                           f"in this install ({', '.join(names) or 'none shipped'})")
     return p

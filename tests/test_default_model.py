@@ -39,8 +39,9 @@ def test_run_without_model_labels_every_face(tmp_path):
 
 
 def _published_table() -> str:
-    """INT8 results depend on the CPU: with VNNI/AMX the u8 x s8 products are exact; on AVX2 alone (vpmaddubsw,
-    int16 saturation) both OpenVINO and ONNX Runtime give 68.93% instead of 69.91% (measured; README)."""
+    """OpenVINO INT8 results depend on the CPU: with VNNI/AMX the u8 x s8 products are exact; on AVX2 alone
+    (vpmaddubsw, int16 saturation) the IR gives 68.93% instead of 69.91% (measured; README). The ONNX file,
+    its weights stored as uint8, gives the same on both (test_onnx_model_reproduces_its_table_on_any_cpu)."""
     from fer_edge.machine import machine_summary
 
     isa = set(machine_summary()["isa"].split(", "))
@@ -59,3 +60,32 @@ def test_evaluate_reproduces_the_published_table(tmp_path):
     assert got["n"] == published["n"] == 3589
     assert abs(got["accuracy"] - published["accuracy"]) <= 0.003
     assert abs(got["macro_f1"] - published["macro_f1"]) <= 0.003
+
+
+def test_onnx_model_reproduces_its_table_on_any_cpu(tmp_path):
+    published = json.loads((RESULTS / "default_model_val_onnx.json").read_text())
+    out = tmp_path / "val_onnx.json"
+    p = run_cli("evaluate", str(default_classifier_path().with_suffix(".onnx")), "--backend", "onnxruntime",
+                "--data", str(SHARED / "datasets/fer2013/val"), "--json", str(out), "--no-confusion")
+    assert p.returncode == 0, p.stderr
+    got = json.loads(out.read_text())
+    assert got["n"] == published["n"] == 3589
+    assert abs(got["accuracy"] - published["accuracy"]) <= 0.003
+    assert abs(got["macro_f1"] - published["macro_f1"]) <= 0.003
+
+
+def test_shipped_models_by_name():
+    import pytest
+
+    from fer_edge.runtime.errors import FerEdgeError
+    from fer_edge.runtime.models import MODEL_NAMES, classifier_path, shipped_models
+
+    assert classifier_path("accurate") == default_classifier_path()
+    for name, stem in MODEL_NAMES.items():
+        if stem in shipped_models():
+            assert classifier_path(name).stem == stem
+        else:
+            with pytest.raises(FerEdgeError, match="accurate"):
+                classifier_path(name)
+    with pytest.raises(FerEdgeError, match="neither a classifier file"):
+        classifier_path("no-such-model")

@@ -23,8 +23,9 @@ def add_parser(sub) -> None:
     src.add_argument("--image", metavar="PATH", help="one image file")
     src.add_argument("--images", metavar="DIR", help="folder of images (recursive, sorted)")
     m = p.add_argument_group("models")
-    m.add_argument("--model", metavar="FILE", help="emotion classifier (.onnx or OpenVINO .xml with fer_edge "
-                   "metadata); default: the model shipped with fer-edge")
+    m.add_argument("--model", metavar="NAME|FILE", help="emotion classifier: a model shipped with fer-edge by name "
+                   "('accurate', the default; 'fast' where this install ships it) or a file (.onnx or OpenVINO .xml "
+                   "with fer_edge metadata)")
     m.add_argument("--backend", choices=("onnxruntime", "openvino"), help="default: from the model file suffix")
     m.add_argument("--threads", type=positive_int, metavar="N", help="inference threads of the classifier and the face "
                    "detector (default: the backends'); decoding and writing have a thread each")

@@ -24,8 +24,7 @@ FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
         ExportFormat("onnx", ".onnx", ("fp32",), ("int8",), "onnxruntime",
-                     "ONNX (opset 17, dynamic batch, simplified); INT8 = ONNX Runtime static QDQ, int8 weights "
-                     "stored as uint8 (Arm, x86)",
+                     "ONNX (opset 17, dynamic batch, simplified); INT8 = ONNX Runtime static QDQ, S8S8 (Arm, x86)",
                      "write_onnx"),
         ExportFormat("openvino", ".xml", ("fp32", "fp16"), ("int8",), "openvino",
                      "OpenVINO IR (.xml + .bin); INT8 = NNCF post-training quantization (x86)", "write_openvino"),

@@ -101,9 +101,8 @@ class _Reader:
 
 def quantize_onnx(fp32: Path, out: Path, calib: np.ndarray, score: Callable[[Path], float],
                   work: Path) -> dict[str, Any]:
-    """Static QDQ INT8 of ``fp32`` (int8 activations; int8 weights stored as uint8, see :func:`weights_to_uint8`):
-    per-channel or per-tensor weights, MinMax or 99.99th-percentile activation ranges, whichever of the four
-    scores best (``score``: val accuracy).
+    """Static QDQ INT8 (S8S8) of ``fp32``: per-channel or per-tensor weights, MinMax or 99.99th-percentile
+    activation ranges, whichever of the four scores best (``score``: val accuracy).
 
     Percentile ranges matter for MobileNetV3: its hard-swish activations have rare outliers that MinMax
     stretches the INT8 grid over (measured: -1.1 points with MinMax, -0.2 with Percentile).
@@ -133,48 +132,12 @@ def quantize_onnx(fp32: Path, out: Path, calib: np.ndarray, score: Callable[[Pat
                                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                                     per_channel=per_channel, calibrate_method=getattr(CalibrationMethod, method),
                                     extra_options=extra)
-                weights_to_uint8(cand, cand)
                 candidates[(method, per_channel)] = (score(cand), cand)
     best = max(candidates, key=lambda k: candidates[k][0])
     candidates[best][1].replace(out)
     return {"tool": f"onnxruntime {onnxruntime.__version__}", "method": "static QDQ", "activations": "int8",
-            "weights": WEIGHTS_UINT8, "per_channel": best[1], "calibrate_method": best[0],
+            "weights": "int8", "per_channel": best[1], "calibrate_method": best[0],
             **({"calib_percentile": ONNX_CALIB_PERCENTILE} if best[0] == "Percentile" else {}),
             "calibration_faces": len(calib),
             "val_accuracy_candidates": {f"{m} {'per-channel' if pc else 'per-tensor'}": round(v[0], 6)
                                         for (m, pc), v in candidates.items()}}
-
-
-WEIGHTS_UINT8 = "int8 stored as uint8 with zero point 128"
-
-
-def weights_to_uint8(src: str | Path, dst: str | Path) -> int:
-    """Store the symmetric int8 weights of a QDQ model as uint8 with zero point 128; returns how many.
-
-    Exactly the same values (``q + 128 - 128``), but ONNX Runtime then avoids its U8S8 x86 kernels, whose
-    16-bit ``vpmaddubsw`` sums saturate on CPUs without VNNI (AVX2 laptops, Zen 1-3): measured on an AVX2 EPYC
-    with the shipped model, the int8-weight file agreed with an exact (unfused QDQ) evaluation on 92.2% of
-    val faces and lost about a point of accuracy; the uint8-weight file agrees on 99.4% at the same speed.
-    VNNI and Arm kernels were exact either way. Weights with a non-zero zero point are left alone.
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(src))
-    inits = {i.name: i for i in model.graph.initializer}
-    n = 0
-    for node in model.graph.node:
-        if node.op_type != "DequantizeLinear" or len(node.input) < 3:
-            continue
-        q, zp = inits.get(node.input[0]), inits.get(node.input[2])
-        if q is None or zp is None or q.data_type != onnx.TensorProto.INT8:
-            continue
-        zp_arr = numpy_helper.to_array(zp)
-        if np.any(zp_arr != 0):
-            continue
-        q_arr = numpy_helper.to_array(q).astype(np.int16) + 128
-        q.CopyFrom(numpy_helper.from_array(q_arr.astype(np.uint8), q.name))
-        zp.CopyFrom(numpy_helper.from_array(np.full(zp_arr.shape, 128, np.uint8), zp.name))
-        n += 1
-    onnx.save(model, str(dst))
-    return n

@@ -1,4 +1,4 @@
-"""Released checkpoints (safetensors + card), the recovered default model, exported teachers, uint8 weights."""
+"""Released checkpoints (safetensors + card), the recovered default model, exported teachers, exact INT8."""
 
 from __future__ import annotations
 
@@ -62,62 +62,45 @@ def test_release_round_trip_and_errors(subset, tmp_path):
         read_checkpoint(rel)
 
 
-def _exact_and_kernels(path: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    exact = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    fast = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = exact.get_inputs()[0].name
-    return exact.run(None, {name: x})[0], fast.run(None, {name: x})[0]
-
-
-def test_shipped_onnx_weights_are_uint8_and_exact_on_this_cpu():
-    """The shipped ONNX stores its int8 weights as uint8 (zero point 128), so ONNX Runtime's fused INT8
-    kernels agree with the exact QDQ arithmetic on this CPU whatever its ISA (AVX2 saturated before)."""
-    from onnx import numpy_helper
-
-    from fer_edge.runtime.metadata import ModelMeta
+def test_runtime_onnx_classifier_is_exact_on_this_cpu():
+    """The runtime's ONNX Runtime classifier gives the classes of the model's exact QDQ arithmetic on this CPU
+    whatever its ISA: on x86 without VNNI it runs the QDQ pairs unfused (the fused U8S8 kernels saturate)."""
+    from fer_edge.runtime.classifier import load_classifier, x86_without_vnni
     from fer_edge.runtime.preprocess import normalized_faces
 
-    m = onnx.load(str(ASSET_ONNX))
-    inits = {i.name: i for i in m.graph.initializer}
-    weight_types = {inits[n.input[0]].data_type for n in m.graph.node
-                    if n.op_type == "DequantizeLinear" and n.input[0] in inits
-                    and inits[n.input[0]].data_type != onnx.TensorProto.INT32}
-    assert weight_types == {onnx.TensorProto.UINT8}
-    zps = {int(v) for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
-           and inits[n.input[0]].data_type == onnx.TensorProto.UINT8
-           for v in np.ravel(numpy_helper.to_array(inits[n.input[2]]))}
-    assert zps == {128}
     if not VAL.is_dir():
         pytest.skip(f"{VAL} not present")
-    meta = ModelMeta.from_json({p.key: p.value for p in m.metadata_props}["fer_edge"], "asset")
+    clf = load_classifier(ASSET_ONNX, "onnxruntime")
+    assert clf.exact_qdq == x86_without_vnni()
     faces = D.read_image_folder(VAL, EMOTIONS, root=VAL.parent, log=None, limit=40).images
-    exact, fast = _exact_and_kernels(ASSET_ONNX, normalized_faces(meta, faces))
-    agree = float((exact.argmax(1) == fast.argmax(1)).mean())
-    assert agree >= 0.97, f"fused INT8 kernels agree with exact QDQ on only {agree:.3f} of {len(faces)} faces"
+    x = normalized_faces(clf.meta, faces)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    exact = ort.InferenceSession(str(ASSET_ONNX), so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    got = np.concatenate([clf.predict(np.ascontiguousarray(x[i:i + 32])).copy() for i in range(0, len(x), 32)])
+    agree = float((exact.argmax(1) == got.argmax(1)).mean())
+    assert agree >= 0.97, f"the runtime agrees with the exact QDQ arithmetic on only {agree:.3f} of {len(x)} faces"
 
 
-def test_weights_to_uint8_is_lossless(tmp_path):
-    """Re-storing int8 weights as uint8 + 128 changes no value: the exact evaluations are identical."""
-    from fer_edge.export.quantize import weights_to_uint8
+def test_x86_without_vnni_reads_the_cpu_flags(monkeypatch, tmp_path):
+    from fer_edge.runtime import classifier as C
 
-    src = tmp_path / "s8.onnx"
-    m = onnx.load(str(ASSET_ONNX))
-    inits = {i.name: i for i in m.graph.initializer}
-    from onnx import numpy_helper
+    monkeypatch.setattr(C.platform, "machine", lambda: "aarch64")
+    assert C.x86_without_vnni() is False
+    monkeypatch.setattr(C.platform, "machine", lambda: "x86_64")
+    real = C.Path
 
-    for n in m.graph.node:  # back to int8 weights, zero point 0 (as quantize_static writes them)
-        if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type == 2:
-            q, zp = inits[n.input[0]], inits[n.input[2]]
-            q.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(q).astype(np.int16) - 128).astype(np.int8),
-                                               q.name))
-            zp.CopyFrom(numpy_helper.from_array(np.zeros(numpy_helper.to_array(zp).shape, np.int8), zp.name))
-    onnx.save(m, str(src))
-    dst = tmp_path / "u8.onnx"
-    assert weights_to_uint8(src, dst) == 53
-    x = np.random.default_rng(0).standard_normal((4, 3, 96, 96)).astype(np.float32)
-    np.testing.assert_array_equal(_exact_and_kernels(src, x)[0], _exact_and_kernels(dst, x)[0])
+    def fake(flags):
+        f = tmp_path / "cpuinfo"
+        f.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(C, "Path", lambda p: f if p == "/proc/cpuinfo" else real(p))
+
+    fake("sse4_2 avx2 fma")
+    assert C.x86_without_vnni() is True
+    fake("sse4_2 avx2 avx512f avx512_vnni")
+    assert C.x86_without_vnni() is False
+    fake("avx2 avx_vnni")
+    assert C.x86_without_vnni() is False
 
 
 @pytest.mark.skipif(not VAL.is_dir(), reason="needs the shared FER2013 val split")

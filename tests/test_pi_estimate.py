@@ -48,3 +48,14 @@ def test_benchmark_prints_the_inputs_on_aarch64_only():
     assert lines[0].startswith("this machine: Raspberry Pi 4") and lines[1:] == estimate_lines()
     text = "\n".join(lines)
     assert "not a measurement" in text and "cortex-a72 instructions per call" in text and "fps" in text
+
+
+def test_default_settings_estimate_counts_the_frames_between_detections():
+    a72 = COUNTS["cortex-a72"]
+    e = estimate(a72, detect_side=480, faces=1, detect_every=3)
+    assert e["carry"] > 0 and e["total"] == pytest.approx(e["detect"] + e["classify"] + e["carry"] + e["rest"])
+    assert e["carry"] == pytest.approx(2 / 3 * a72["carry_1_face"] * e["ns_per_insn"] / 1e6)
+    # the README's Pi 4 table: the default now (480 px, every 3rd frame) against the old (640 px, every frame)
+    assert round(e["fps"], 1) == 22.7 and round(estimate(a72, 640)["fps"], 1) == 11.2
+    three = estimate(a72, detect_side=480, faces=3, detect_every=3)
+    assert three["carry"] == pytest.approx(3 * e["carry"]) and round(three["fps"], 1) == 10.4

@@ -136,3 +136,30 @@ def test_benchmark_report_has_fer_row_and_ratios(tmp_path, tiny_onnx):
     assert row["vs_fer"]["accuracy_points"] == pytest.approx(100 * (row["accuracy"] - fer["accuracy"]))
     md = (out / "benchmark.md").read_text()
     assert "| fer 25.10.3 TFLite INT8" in md and "ms/face / fer's" in md
+
+
+def test_frontier_table_in_one_run(tmp_path, capsys):
+    """`python -m fer_edge.benchmarks.frontier`: every shipped model on both backends (and fer's row where its
+    file is at hand), accuracy on real faces and batch-1 latency per thread count, as ratios to fer's."""
+    from fer_edge.benchmarks import frontier
+
+    from train_data import make_subset
+
+    data = make_subset(tmp_path / "data", n_train=0, n_val=3) / "val"
+    out = tmp_path / "frontier"
+    args = ["accurate", "--data", str(data), "--rounds", "1", "--calls", "2", "--threads", "1", "--out", str(out)]
+    if REAL_FER:
+        args += ["--peer-fer", REAL_FER]
+    assert frontier.main(args) == 0
+    report = json.loads((out / "frontier.json").read_text())
+    labels = [r["label"] for r in report["rows"]]
+    assert labels[:2] == ["accurate (OpenVINO INT8)", "accurate (ONNX Runtime INT8)"] or \
+        labels[:1] == ["accurate (ONNX Runtime INT8)"]
+    for r in report["rows"]:
+        assert 0 <= r["accuracy"] <= 1 and r["latency_ms"]["1"] > 0
+    md = (out / "frontier.md").read_text()
+    assert "| accurate (ONNX Runtime INT8) |" in md and "21 faces" in md
+    if REAL_FER:
+        assert "(1.00x)" in md
+    assert frontier.main(["no-such-model", "--data", str(data), "--out", str(out)]) == 2
+    assert "neither a classifier file" in capsys.readouterr().err

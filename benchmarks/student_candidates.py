@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from fer_edge.machine import machine_summary
     from fer_edge.runtime.classifier import load_classifier
 
+    FerPeer(a.peer_fer, EMOTIONS, 1)  # a missing or unreadable peer file stops here, before any export
     names = a.only or list(CANDIDATES)
     work = Path(tempfile.mkdtemp(prefix="fer-edge-candidates-"))
     artifacts: dict[str, dict[str, Path]] = {}
@@ -118,4 +119,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fer_edge.runtime.errors import FerEdgeError
+
+    try:
+        sys.exit(main())
+    except FerEdgeError as e:
+        print(f"fer-edge: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -89,3 +89,18 @@ def test_shipped_models_by_name():
                 classifier_path(name)
     with pytest.raises(FerEdgeError, match="neither a classifier file"):
         classifier_path("no-such-model")
+
+
+def test_fast_model_labels_every_face_and_assets_fit_10_mb(tmp_path):
+    from fer_edge.runtime.models import assets_dir, classifier_path
+
+    total = sum(p.stat().st_size for p in assets_dir().iterdir() if p.is_file())
+    assert total <= 10 * 1024 * 1024, f"package assets are {total / 1e6:.1f} MB"
+    for backend in ("onnxruntime", "openvino"):
+        meta = load_classifier(classifier_path("fast", backend), backend).meta
+        assert meta.input_size == (40, 40) and meta.extra["precision"] == "int8" and meta.extra["arch"] == "cnn"
+    out = tmp_path / "fast.jsonl"
+    p = run_cli("run", "--image", str(MEDIA / "group_selfie_6faces.jpg"), "--model", "fast", "--json", str(out))
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(recs) == 6 and all(r["label"] in EMOTIONS for r in recs) and "fast_int8" in p.stderr

@@ -42,10 +42,9 @@ def _published_table() -> str:
     """OpenVINO INT8 results depend on the CPU: with VNNI/AMX the u8 x s8 products are exact; on AVX2 alone
     (vpmaddubsw, int16 saturation) the IR gives 68.93% instead of 69.91% (measured; README). The ONNX file,
     its weights stored as uint8, gives the same on both (test_onnx_model_reproduces_its_table_on_any_cpu)."""
-    from fer_edge.machine import machine_summary
+    from fer_edge.runtime.classifier import x86_without_vnni
 
-    isa = set(machine_summary()["isa"].split(", "))
-    if platform.machine().lower() in ("x86_64", "amd64") and not isa & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+    if x86_without_vnni():
         return "default_model_val_avx2.json"
     return "default_model_val.json"
 

@@ -53,7 +53,8 @@ def measure(kind: str, path: Path, predict, inputs: np.ndarray, labels: np.ndarr
     m = metrics_from_confusion(confusion_from_labels(labels, pred, len(classes)), classes)
     agree = 1.0 if reference is None else float((pred == reference).mean())
     med, p90 = batch1_latency(predict, inputs)
-    size = sum(p.stat().st_size for p in (path, path.with_suffix(".bin")) if p.is_file()) / 1e6
+    parts = list(path.iterdir()) if path.is_dir() else [path, path.with_suffix(".bin")]  # a released checkpoint
+    size = sum(p.stat().st_size for p in parts if p.is_file()) / 1e6
     return ArtifactRow(path.name, kind, round(size, 3), m["accuracy"], m["macro_f1"], agree, med, p90), pred
 
 

@@ -137,6 +137,8 @@ def test_exported_model_as_teacher_scored_once(subset, tmp_path, capsys):
     res = train(quick_cfg(subset, tmp_path / "s", arch="cnn-tiny", teacher=[str(ASSET_ONNX)], teacher_once=True,
                           quiet=False, distill_alpha=0.7))
     assert np.isfinite(res["history"][0]["train_loss"])
+    tiny = np.frombuffer(np.uint64(1).tobytes(), np.float64)[0]  # the smallest subnormal double
+    assert float(tiny) * 1.0 != 0.0, "train() left flush-to-zero on for the rest of the process"
     err = capsys.readouterr().err
     assert "scored once on the un-augmented faces" in err and "teacher on val at 96x96" in err
     with pytest.raises(FerEdgeError, match="--teacher-once needs --teacher"):

@@ -153,8 +153,8 @@ def test_fuzz_video_loader(fuzz_dir, ext, edits, cut):
 
 GOOD_META = {"classes": ["a", "b", "c"], "input_size": [48, 48], "channels": 1, "mean": [0.5], "std": [0.25],
              "crop_margin": 0.1, "output": "logits", "color": "gray"}
-# no subnormal floats: a native library loaded earlier in the test process may set flush-to-zero, and hypothesis
-# then refuses to generate them
+# no subnormal floats: a test that trains (torch.set_flush_denormal) or a native library may leave flush-to-zero on
+# in the test process, and hypothesis then refuses to generate them
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_subnormal=False)
     | st.text(max_size=8),

@@ -670,3 +670,4 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         return t.fit()
     finally:
         t.dist.close()
+        torch.set_flush_denormal(False)  # setup() turned it on for training only: not for the rest of the process

@@ -129,6 +129,51 @@ def part_size(sizes, video_step: int) -> dict:
     return {"sizes": [res[s] for s in sizes]}
 
 
+def part_threshold(configs: list[tuple[int, float]], n_pasted: int, video_step: int) -> dict:
+    """Recall and extra boxes of YuNet at each (max side, score threshold), against 640 px at the default score:
+    VOC boxes, counted photos, ``n_pasted`` pasted FER2013 val faces, and the boxes of the shared videos."""
+    from fer_edge.benchmarks.e2e import paste_faces
+    from fer_edge.classes import EMOTIONS
+    from fer_edge.data import resolve_eval_data
+    from fer_edge.runtime.detectors import create_detector
+
+    media = shared() / "media"
+    manifest = json.loads((media / "manifest.json").read_text())["images"]
+    dets = {c: create_detector("yunet", max_side=c[0], score_threshold=c[1]) for c in configs}
+    ref = create_detector("yunet", max_side=640)
+    res = {c: {"size": c[0], "score": c[1]} for c in configs}
+    voc = {f: (b, cv2.imread(str(media / f))) for f, b in voc_boxes(media).items()}
+    photos = {f: (n, cv2.imread(str(media / f))) for f, m in manifest.items() if "boxes" not in m
+              for n in [m["faces"]]}
+    ds = resolve_eval_data(str(shared() / "datasets" / "fer2013" / "val"), EMOTIONS, None, size=None,
+                           log=lambda m: None)
+    pick = np.sort(np.random.default_rng(1).permutation(len(ds))[:n_pasted])
+    frames, truth = paste_faces(ds.images[pick], [cv2.imread(str(p)) for p in sorted(media.glob("voc_*.jpg"))],
+                                per_frame=4, seed=1)
+    videos = {v: video_frames(media / v, video_step) for v in VIDEOS}
+    ref_boxes = {v: [ref.detect(f) for f in fr] for v, fr in videos.items()}
+    for c, d in dets.items():
+        r = res[c]
+        found = [(b, d.detect(im)) for b, im in voc.values()]
+        r["voc_found"], r["voc_boxes"] = sum(matched(b, f) for b, f in found), sum(len(b) for b, _ in voc.values())
+        r["voc_unmatched"] = sum(len(f) - matched(b, f) for b, f in found)
+        counts = [(n, len(d.detect(im))) for n, im in photos.values()]
+        r["photos_found"], r["photos_faces"] = sum(min(k, n) for n, k in counts), sum(n for n, _ in counts)
+        r["photos_over"] = sum(max(0, k - n) for n, k in counts)
+        got = [(t, d.detect(f)) for f, t in zip(frames, truth)]
+        r["pasted_found"], r["pasted_faces"] = sum(matched(t, b) for t, b in got), sum(len(t) for t in truth)
+        r["pasted_unmatched"] = sum(len(b) - matched(t, b) for t, b in got)
+        for v, fr in videos.items():
+            boxes = [d.detect(f) for f in fr]
+            hit = sum(matched(rb, b) for rb, b in zip(ref_boxes[v], boxes))
+            n_ref = sum(len(b) for b in ref_boxes[v])
+            r[v] = {"frames": len(fr), "faces_per_frame": sum(len(b) for b in boxes) / len(fr),
+                    "recall_of_640": hit / max(n_ref, 1),
+                    "not_in_640_per_frame": (sum(len(b) for b in boxes) - hit) / len(fr)}
+        print(r, flush=True)
+    return {"reference": f"yunet 640 px, score {ref.score_threshold:.2f}", "configs": list(res.values())}
+
+
 def run_video(path: Path, model: str, size: int, every: int, carry: str, hold: Hysteresis | None,
               threads: int) -> dict:
     """Every frame of ``path`` through EmotionPipeline; per frame the faces (box, track, label, smoothed probs)."""
@@ -210,7 +255,7 @@ def main() -> None:
     from fer_edge.runtime.models import default_classifier_path
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("size", "every", "hold"), required=True)
+    ap.add_argument("--part", choices=("size", "every", "hold", "threshold", "floor"), required=True)
     ap.add_argument("--out", default="benchmarks/results/detect-sweep")
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--video-step", type=int, default=2, help="size part: every k-th video frame")
@@ -221,6 +266,9 @@ def main() -> None:
     ap.add_argument("--margins", type=float, nargs="+", default=[0.0, 0.1, 0.15, 0.2, 0.3])
     ap.add_argument("--hold-frames", type=int, nargs="+", default=[1, 3, 5, 8, 12])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--scores", type=float, nargs="+", default=[0.5, 0.6, 0.7],
+                    help="threshold part: YuNet score thresholds (each with each of --sizes)")
+    ap.add_argument("--pasted", type=int, default=1200, help="threshold part: FER2013 val faces pasted into frames")
     args = ap.parse_args()
     os.environ.setdefault("FER_EDGE_HOME", str(shared()))  # the detector files under shared/models
     cv2.setNumThreads(args.threads)
@@ -247,6 +295,54 @@ def main() -> None:
         lines += md_table(["max side", "VOC boxes found", "counted photos: faces found", "pasted faces found",
                            "hamilton faces/frame", "hamilton recall of 640 px boxes", "hamilton ms/frame",
                            "woman faces/frame", "woman recall of 640 px boxes", "woman ms/frame"], rows)
+    elif args.part == "threshold":
+        r = part_threshold([(z, sc) for z in sorted(args.sizes) for sc in args.scores], args.pasted,
+                           args.video_step)
+        report.update(r)
+        rows = []
+        for c in r["configs"]:
+            h, w = c[VIDEOS[0]], c[VIDEOS[1]]
+            rows.append([c["size"], f"{c['score']:.2f}", f"{c['voc_found']}/{c['voc_boxes']} (+{c['voc_unmatched']})",
+                         f"{c['photos_found']}/{c['photos_faces']} (+{c['photos_over']})",
+                         f"{c['pasted_found']}/{c['pasted_faces']} ({100 * c['pasted_found'] / c['pasted_faces']:.1f}%)"
+                         f" (+{c['pasted_unmatched']})",
+                         f"{h['faces_per_frame']:.2f}", f"{100 * h['recall_of_640']:.1f}%",
+                         f"{h['not_in_640_per_frame']:.2f}", f"{w['faces_per_frame']:.2f}",
+                         f"{100 * w['recall_of_640']:.1f}%", f"{w['not_in_640_per_frame']:.2f}"])
+        lines += [f"Reference: {r['reference']} (today's default score). (+k): boxes that match no labelled face (VOC, "
+                  "pasted) or exceed the faces counted by eye (photos). Videos: every "
+                  f"{args.video_step}-th frame; 'not in 640' is boxes per frame that match no box of the reference.",
+                  ""]
+        lines += md_table(["max side", "score", "VOC boxes found (+unmatched)", "counted photos found (+over)",
+                           "pasted faces found (+unmatched)", "hamilton faces/frame", "hamilton recall of 640 px",
+                           "hamilton not in 640 /frame", "woman faces/frame", "woman recall of 640 px",
+                           "woman not in 640 /frame"], rows)
+    elif args.part == "floor":
+        from fer_edge.runtime.classifier import load_classifier
+
+        classes = load_classifier(model).classes
+        hold = Hysteresis(args.margins[0], args.hold_frames[0])
+        rows, res = [], []
+        for v in VIDEOS:
+            runs = {(z, 1): run_video(media / v, model, z, 1, "roi", None, args.threads)
+                    for z in (args.size, args.size - 16, args.size + 16)}
+            runs[(args.size, args.every[0])] = run_video(media / v, model, args.size, args.every[0], args.carry[0],
+                                                         None, args.threads)
+            base = switches(runs[(args.size, 1)], classes, hold)[1]["frames"]
+            for (z, n), run in runs.items():
+                if (z, n) == (args.size, 1):
+                    continue
+                agree = compare(base, switches(run, classes, hold)[1]["frames"])[1]
+                raw = compare(runs[(args.size, 1)]["frames"], run["frames"])[1]
+                res.append({"video": v, "size": z, "every": n, "agreement": agree, "agreement_no_hysteresis": raw})
+                rows.append([v, z, n, f"{100 * agree:.1f}%", f"{100 * raw:.1f}%"])
+                print(rows[-1], flush=True)
+        report["runs"] = res
+        lines += [f"Label agreement (faces both runs found, IoU >= 0.3) with detection on every frame at {args.size} "
+                  f"px, hysteresis {hold.margin}/{hold.frames} on both sides (and without hysteresis: smoothed "
+                  "argmax). The other every-frame runs differ from it only in detect size: how far the labels move "
+                  "when the boxes move by a few pixels, the floor for any carry scheme.", ""]
+        lines += md_table(["video", "detect size", "detect every", "agreement", "agreement without hysteresis"], rows)
     elif args.part == "every":
         from fer_edge.runtime.classifier import load_classifier
 

@@ -5,7 +5,10 @@ Two ways, chosen by measurement (``benchmarks/sweep_detect.py``):
 * ``roi``: each live track's box is moved by its velocity, and the detector runs again on a small square
   region around it (``context`` times the face's side, scaled to ``roi_size`` pixels, written into one
   reused buffer by a single ``warpAffine``). The face found there becomes the new box; a track whose face is
-  not found there at ``keep_score`` is *lost*, and the caller runs a full detection at once.
+  not found there at ``keep_score`` is *lost*, and the caller runs a full detection at once. When that full
+  detection finds the lost face again, the region detector is blind to it (a weak or cut-off face that the full
+  detector only just sees at its scale): from then on that track is carried by motion, so the same face does not
+  force a full detection on every frame (on the Hamilton video one such face did so on 46 of 275 frames).
 * ``motion``: each box is moved by its track's velocity (constant velocity); nothing is ever lost.
 """
 
@@ -18,6 +21,7 @@ from .detectors import FaceDetector
 from .tracker import Track, iou_matrix
 
 CARRY_MODES = ("roi", "motion")
+BLIND_AFTER = 2  # a track lost in its region this often, and found at once by full detection, is carried by motion
 
 
 class BoxCarrier:
@@ -37,6 +41,7 @@ class BoxCarrier:
         # the region detector sees faces of about roi_size / context pixels: no size floor or scaling there
         keep = max(0.1, detector.score_threshold - 0.2) if keep_score is None else keep_score
         self._det = detector.twin(max_side=None, min_face=0, score_threshold=keep) if mode == "roi" else None
+        self._lost_id: int | None = None  # the track whose region lost it at the last carry
 
     def carry(self, frame: np.ndarray, tracks: list[Track]) -> tuple[np.ndarray, list[int], bool]:
         """Boxes ``(n, 5)`` for ``tracks`` in ``frame``, their track ids, and whether any track was lost.
@@ -48,11 +53,12 @@ class BoxCarrier:
         for i, t in enumerate(tracks):
             pred = t.box.copy()
             pred[:2] += t.velocity
-            if self._det is None:
+            if self._det is None or t.region_blind >= BLIND_AFTER:
                 boxes[i, :4], boxes[i, 4] = pred, t.score
             else:
                 found = self._redetect(frame, pred)
                 if found is None:
+                    self._lost_id = t.id
                     return boxes[:0], [], True
                 boxes[i] = found
         x0 = np.clip(boxes[:, 0], 0, w)
@@ -64,6 +70,16 @@ class BoxCarrier:
         if keep.all():
             return boxes, [t.id for t in tracks], False
         return boxes[keep], [t.id for t, k in zip(tracks, keep) if k], False
+
+    def after_full_detection(self, tracks: list[Track]) -> None:
+        """Call after the tracker absorbed a full detection: a track lost in its region just before and found by
+        this detection is carried by motion from now on (until the track ends)."""
+        if self._lost_id is None:
+            return
+        for t in tracks:
+            if t.id == self._lost_id and t.missed == 0:
+                t.region_blind += 1
+        self._lost_id = None
 
     def _redetect(self, frame: np.ndarray, pred: np.ndarray) -> np.ndarray | None:
         """The face in a square region around ``pred`` (x, y, w, h), in frame pixels, or None."""

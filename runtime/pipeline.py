@@ -98,6 +98,8 @@ class EmotionPipeline:
         if self.tracker is not None:
             tracks = self.tracker.update(boxes, probs, ids)
             top = self.tracker.labels
+            if ids is None and self.carrier is not None:
+                self.carrier.after_full_detection(self.tracker.tracks)
         else:
             tracks, top = [None] * len(boxes), probs.argmax(axis=1).tolist()
         origin = "detected" if ids is None else "tracked"

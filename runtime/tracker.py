@@ -30,6 +30,7 @@ class Track:
     score: float = 0.0  # detector confidence of the last box
     missed: int = 0  # full detections in a row that did not find this face
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # box centre px / frame
+    region_blind: int = 0  # times its region lost it and the full detection found it at once (carry.BoxCarrier)
     _lead: int = -1  # class that leads the held label, and for how many frames in a row
     _lead_frames: int = 0
 

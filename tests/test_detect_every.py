@@ -92,6 +92,29 @@ def test_roi_carry_follows_real_faces_and_reports_a_lost_one():
     assert not lost and np.allclose(moved[0, :2], tracks[0].box[:2] + (5, -2))
 
 
+def test_a_face_its_region_cannot_see_is_carried_by_motion_after_two_forced_detections():
+    det = create_detector("yunet")
+    frame = frames_of(WOMAN, 1)[0]
+    face = det.detect(frame)[0]
+    blank = np.full_like(frame, 90)
+    carrier = BoxCarrier(det, "roi")
+    t = Track(3, face[:4].copy(), np.zeros(7, np.float32), score=float(face[4]))
+    other = Track(4, face[:4].copy(), np.zeros(7, np.float32), score=float(face[4]))
+    for n in (1, 2):
+        _, _, lost = carrier.carry(blank, [t, other])
+        assert lost  # its region shows no face: the pipeline runs a full detection at once ...
+        carrier.after_full_detection([t, other])  # ... which finds it again (missed == 0)
+        assert t.region_blind == n and other.region_blind == 0
+    t.velocity[:] = (3, 1)
+    boxes, ids, lost = carrier.carry(blank, [t])  # now carried by its motion, no full detection forced
+    assert not lost and ids == [3] and np.allclose(boxes[0, :2], face[:2] + (3, 1))
+    _, _, lost = carrier.carry(blank, [t, other])
+    assert lost  # the other track still needs its region
+    other.missed = 1  # the full detection did not find it: gone, not region-blind
+    carrier.after_full_detection([t, other])
+    assert other.region_blind == 0
+
+
 def test_detect_every_n_carries_boxes_and_detects_at_least_every_n_frames(tiny_onnx):
     pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker(),
                            detect_every=3)

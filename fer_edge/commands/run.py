@@ -47,8 +47,9 @@ def add_parser(sub) -> None:
                    f"forward by --carry, a lost face triggers a full detection at once, and new faces appear "
                    f"within N frames; images always get full detection (default {DETECT_EVERY})")
     d.add_argument("--carry", choices=("roi", "motion"), default="roi", help="how boxes are carried between full "
-                   "detections: 'roi' re-detects each face in a small region around it (default), 'motion' moves "
-                   "boxes at their last speed")
+                   "detections: 'roi' re-detects each face in a small region around it (default; a face the region "
+                   "cannot see, lost there twice while full detection finds it, moves at its last speed), 'motion' "
+                   "moves boxes at their last speed")
     d.add_argument("--max-megapixels", type=positive_int, default=120, metavar="MP", help="refuse images larger "
                    "than this, from their header, before decoding (120; the run needs about 6 bytes a pixel)")
     d.add_argument("--crop-margin", type=float, metavar="X", help="margin around a face box as a fraction of "

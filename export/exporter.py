@@ -32,6 +32,17 @@ def default_name(checkpoint: Path) -> str:
     return checkpoint.parent.name if checkpoint.stem in ("best", "last", "model") else checkpoint.stem
 
 
+def default_out(checkpoint: Path) -> Path:
+    """Beside a training run's checkpoint; ``exports/NAME`` (in the working folder) for a released checkpoint folder,
+    which stays as it was committed."""
+    from fer_edge.train.checkpoint import RELEASE_CARD
+
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    if (folder / RELEASE_CARD).is_file():
+        return Path("exports") / default_name(checkpoint)
+    return checkpoint.parent
+
+
 def _weights_file(checkpoint: Path) -> Path:
     """The file whose SHA-256 identifies a checkpoint: the .pt, or a release folder's safetensors."""
     from fer_edge.train.checkpoint import RELEASE_WEIGHTS
@@ -81,7 +92,7 @@ def run_export(req: ExportRequest, log=None) -> dict[str, Any]:
         "training_metrics": card.get("metrics"), "training_command": card.get("command"),
         "git_commit": card.get("git_commit"), "fer_edge_version": __version__,
         "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}, f"checkpoint {ckpt}")
-    out_dir = Path(req.out).expanduser() if req.out else ckpt.parent
+    out_dir = Path(req.out).expanduser() if req.out else default_out(ckpt)
     name = req.name or default_name(ckpt)
     calib = manifest = None
     if req.quantize:

@@ -54,6 +54,11 @@ def test_release_round_trip_and_errors(subset, tmp_path):
         x = torch.randn(3, 1, 40, 40)
         with torch.no_grad():
             torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
+    # exports of a released folder go to exports/NAME, not into the committed folder; a run's go beside it
+    from fer_edge.export.exporter import default_out
+
+    assert default_out(rel) == default_out(rel / "model.safetensors") == Path("exports") / "rel"
+    assert default_out(tmp_path / "run" / "best.pt") == tmp_path / "run"
     (rel / "model_card.json").write_text("{not json")
     with pytest.raises(FerEdgeError, match="not a readable"):
         read_checkpoint(rel)

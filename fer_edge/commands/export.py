@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data", metavar="DIR", help="labelled validation faces (ImageFolder split) for the parity "
                    "check and the report (default: val/ beside the calibration data)")
     p.add_argument("--val-limit", type=int, metavar="N", help="measure on at most N validation faces")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: beside the checkpoint)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: beside a training run's checkpoint; "
+                   "exports/NAME for a released checkpoint folder such as checkpoints/NAME)")
     p.add_argument("--name", help="artifact file stem (default: the run folder's name)")
     p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for inference and timing")
     p.add_argument("--crop-margin", type=float, metavar="X", help="the runtime's face crop margin to store in the "

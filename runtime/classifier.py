@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import FerEdgeError
 from .metadata import METADATA_KEY, ModelMeta
+from .unsigned_weights import unsigned_weights
 
 BACKENDS = ("onnxruntime", "openvino")
 MAX_BATCH = 64
@@ -128,14 +129,25 @@ class OnnxRuntimeClassifier(EmotionClassifier):
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
-        self.exact_qdq = x86_without_vnni()
-        if self.exact_qdq:
-            # INT8 models run their QDQ pairs as float arithmetic here: ORT's fused U8S8 x86 kernels sum pairs of
-            # products in 16 bits (vpmaddubsw) and saturate without VNNI (measured on an AVX2 EPYC: 92% top-1
-            # agreement with the exact arithmetic, a point of val accuracy lost; unfused 99.7%, ~1.4x the time)
-            opts.add_session_config_entry("session.disable_quant_qdq", "1")
+        # On x86 without VNNI ORT's fused kernels for int8 weights (U8S8) sum pairs of products in 16 bits
+        # (vpmaddubsw) and saturate (measured on an AVX2 EPYC: 92% top-1 agreement with the exact arithmetic, a
+        # point of val accuracy lost). There INT8 models get their weights as uint8 (lossless; exact 32-bit
+        # kernels, as on Arm: see unsigned_weights), or, where that rewrite does not apply, run their QDQ pairs as
+        # float arithmetic. ``exact_qdq``: "unsigned weights", "float QDQ" or None (fused kernels as they are).
+        self.exact_qdq: str | None = None
+        model: str | bytes = str(path)
+        if x86_without_vnni():
+            try:
+                model = unsigned_weights(path.read_bytes()) or model
+            except (OSError, ValueError, IndexError):  # unreadable or not protobuf: the load below says so
+                pass
+            if isinstance(model, bytes):
+                self.exact_qdq = "unsigned weights"
+            else:
+                self.exact_qdq = "float QDQ"
+                opts.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own exception types for bad files
             raise FerEdgeError(f"cannot load classifier {path}: not a valid ONNX model ({_first_line(e)})") from e
         where = f"classifier {path}"

@@ -250,7 +250,8 @@ def host_reference(data: Path, out: Path, threads: int, models: list[str]) -> tu
             "--no-confusion", "--quiet", "--threads", str(threads)], env=env, capture=True)
         evals[name] = json.loads((out / f"x86_eval{sfx}.json").read_text())
     sh([sys.executable, "-m", "fer_edge", "run", "--image", str(SHARED / GROUP_PHOTO), "--model",
-        str(REPO / "fer_edge/assets/emotion_int8.onnx"), "--json", str(out / "x86_group.jsonl"), "--quiet"],
+        str(REPO / "fer_edge/assets/emotion_int8.onnx"), "--json", str(out / "x86_group.jsonl"), "--overwrite",
+        "--quiet"],
        env=env, capture=True)
     log(f"x86 reference in {time.monotonic() - t0:.0f} s")
     return evals, _faces(out / "x86_group.jsonl")

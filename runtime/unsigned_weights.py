@@ -127,7 +127,9 @@ def unsigned_weights(model: bytes) -> bytes | None:
     for n in nodes:
         op, ins = _strings(n, 4), _strings(n, 1)
         if op == ["DequantizeLinear"] and ins and ins[0] in inits:
-            change.update(x for x in (ins[0], ins[2] if len(ins) > 2 else "") if x in inits)
+            if len(ins) < 3 or ins[2] not in inits:  # an implied or computed zero point would not move with it
+                return None
+            change.update((ins[0], ins[2]))
     if not change:
         return None
     for n in nodes:  # a changed tensor read by anything but a weight's DequantizeLinear would change its meaning

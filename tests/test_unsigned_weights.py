@@ -37,7 +37,7 @@ def test_shipped_models_keep_their_arithmetic_with_unsigned_weights(name):
     assert unsigned_weights(new) is None  # nothing int8 left to rewrite
 
 
-def _qdq_model(shared_zero_point: bool) -> bytes:
+def _qdq_model(shared_zero_point: bool, weight_zero_point: bool = True) -> bytes:
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
@@ -50,7 +50,7 @@ def _qdq_model(shared_zero_point: bool) -> bytes:
         wz = "wz"
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
              helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
-             helper.make_node("DequantizeLinear", ["w", "s", wz], ["wd"]),
+             helper.make_node("DequantizeLinear", ["w", "s", wz] if weight_zero_point else ["w", "s"], ["wd"]),
              helper.make_node("MatMul", ["xd", "wd"], ["y"])]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], inits)
@@ -69,6 +69,8 @@ def test_a_small_qdq_graph_gives_the_same_values_and_shared_zero_points_are_left
                                rtol=0, atol=1e-6)
     # the activations' zero point also serves the weight: changing it would change the activations
     assert unsigned_weights(_qdq_model(shared_zero_point=True)) is None
+    # no zero point: the implied one (0 of the data's type) would not move with the data
+    assert unsigned_weights(_qdq_model(shared_zero_point=False, weight_zero_point=False)) is None
 
 
 def test_not_a_quantized_model_or_not_protobuf():

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from fer_edge.runtime.pipeline import CLASSIFY_EVERY
+
 
 def proc_status_mb(key: str) -> float | None:
     """A memory field of /proc/self/status (``VmRSS``, ``VmHWM``) in MB, or None where there is no /proc."""
@@ -37,8 +39,10 @@ def peak_rss_mb() -> float:
 
 
 # today's loop before issue 16 and the new defaults, as `fer-edge run` flags (the benchmark runs both)
-OLD_LOOP = {"detect_size": 640, "detect_every": 1, "carry": "roi", "hold": (0.0, 1), "threaded": False}
-NEW_LOOP = {"detect_size": None, "detect_every": None, "carry": "roi", "hold": None, "threaded": True}
+OLD_LOOP = {"detect_size": 640, "detect_every": 1, "carry": "roi", "hold": (0.0, 1), "threaded": False,
+            "classify_every": 1}
+NEW_LOOP = {"detect_size": None, "detect_every": None, "carry": "roi", "hold": None, "threaded": True,
+            "classify_every": None}
 
 
 def loop_flags(config: dict) -> str:
@@ -48,6 +52,8 @@ def loop_flags(config: dict) -> str:
         f.append(f"--detect-size {config['detect_size']}")
     if config.get("detect_every") is not None:
         f.append(f"--detect-every {config['detect_every']}")
+    if config.get("classify_every") not in (None, CLASSIFY_EVERY):
+        f.append(f"--classify-every {config['classify_every']}")
     if config.get("hold") is not None:
         f.append(f"--hold-frames {config['hold'][1]}" if config["hold"][1] == 1 else
                  f"--hold-margin {config['hold'][0]} --hold-frames {config['hold'][1]}")
@@ -65,31 +71,42 @@ def _loop_child(video: str, model: str, detector: str, threads: int | None, max_
     from fer_edge.runtime.pipeline import DETECT_EVERY, EmotionPipeline, run_loop
     from fer_edge.runtime.sinks import JsonlSink, VideoSink
     from fer_edge.runtime.sources import VideoSource
-    from fer_edge.runtime.stages import run_loop_threaded
+    from fer_edge.runtime.stages import run_loop_threaded, stage_threads
     from fer_edge.runtime.tracker import HOLD_FRAMES, HOLD_MARGIN, FaceTracker, Hysteresis
 
     c = {**NEW_LOOP, **(config or {})}
     try:
-        if threads:
-            cv2.setNumThreads(threads)
+        plan = stage_threads(threads, overlap=c["threaded"])  # what `fer-edge run --threads N` does
+        if plan.detector:
+            cv2.setNumThreads(plan.detector)
         size = -1 if c["detect_size"] is None else c["detect_size"]
         every = DETECT_EVERY if c["detect_every"] is None else c["detect_every"]
+        classify_every = CLASSIFY_EVERY if c.get("classify_every") is None else c["classify_every"]
         hold = Hysteresis(*(c["hold"] or (HOLD_MARGIN, HOLD_FRAMES)))
-        pipeline = EmotionPipeline(create_detector(detector, max_side=size), load_classifier(model, threads=threads),
-                                   tracker=FaceTracker(hysteresis=hold), detect_every=every, carry=c["carry"])
+        clf = load_classifier(model, threads=plan.classifier)
+        pipeline = EmotionPipeline(create_detector(detector, max_side=size), clf,
+                                   tracker=FaceTracker(hysteresis=hold), detect_every=every, carry=c["carry"],
+                                   classify_every=classify_every)
         source = VideoSource(video)
-        loop = run_loop_threaded if c["threaded"] else run_loop
         with tempfile.TemporaryDirectory() as d:
             sinks = [JsonlSink(Path(d) / "faces.jsonl"), VideoSink(Path(d) / "annotated.mp4", source.fps)]
-            stats = loop(source, pipeline, sinks, draw=True, max_frames=max_frames)
+            if c["threaded"]:
+                stats = run_loop_threaded(source, pipeline, sinks, draw=True, max_frames=max_frames,
+                                          overlap=plan.overlap)
+            else:
+                stats = run_loop(source, pipeline, sinks, draw=True, max_frames=max_frames)
             for s in sinks:
                 s.close()
         source.close()
         n = max(stats.frames, 1)
         t = stats.timings
         # loop overhead: the part of the frame time the main thread spends neither detecting nor classifying
-        # (decode, track, drawing and outputs when serial; waiting for a frame, track and handing over when threaded)
-        overhead = stats.seconds - t["detect"] - t["classify"]
+        # (decode, track, drawing and outputs when serial; waiting for a frame, track and handing over when threaded);
+        # with detection in its own thread: track and handing over, plus the detect thread's wait for decoded frames
+        if "detect_wait" in t:
+            overhead = t["track"] + t["handoff"] + t["detect_wait"]
+        else:
+            overhead = stats.seconds - t["detect"] - t["classify"]
         q.put({"frames": stats.frames, "faces": stats.faces, "seconds": stats.seconds, "fps": stats.fps,
                "faces_per_frame": stats.faces / n, "full_detections": pipeline.full_detections,
                "stage_ms": {k: 1e3 * v / n for k, v in t.items()}, "overhead_ms": 1e3 * overhead / n,

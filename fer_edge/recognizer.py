@@ -26,7 +26,7 @@ from fer_edge.runtime.classifier import MAX_BATCH, EmotionClassifier, load_class
 from fer_edge.runtime.detectors import FaceDetector, create_detector
 from fer_edge.runtime.errors import FerEdgeError
 from fer_edge.runtime.models import classifier_path
-from fer_edge.runtime.pipeline import DETECT_EVERY, EmotionPipeline, Face, RunStats, run_loop
+from fer_edge.runtime.pipeline import CLASSIFY_EVERY, DETECT_EVERY, EmotionPipeline, Face, RunStats, run_loop
 from fer_edge.runtime.preprocess import check_image, normalize_crops
 from fer_edge.runtime.sources import (
     DEFAULT_MAX_PIXELS,
@@ -36,6 +36,7 @@ from fer_edge.runtime.sources import (
     list_images,
     read_image,
 )
+from fer_edge.runtime.stages import stage_threads
 from fer_edge.runtime.tracker import HOLD_FRAMES, HOLD_MARGIN, FaceTracker, Hysteresis
 
 ImageLike = Union[np.ndarray, str, os.PathLike]
@@ -87,7 +88,11 @@ class EmotionRecognizer:
     too when ``detect_every`` is 1), ``detect_every`` (video/camera: full detection on every N-th frame, boxes
     carried in between), ``carry`` (``"roi"``: re-detection in a region around each face; ``"motion"``),
     ``hold_margin`` / ``hold_frames`` (label hysteresis: a face's label changes when another class leads it by
-    the margin, or for that many frames in a row; ``hold_frames=1`` is off).
+    the margin, or for that many frames in a row; ``hold_frames=1`` is off), ``classify_every`` (video/camera
+    with tracking: each face is classified on every K-th frame, staggered across faces, and shows its smoothed
+    probabilities in between), ``overlap`` (:meth:`run` detects
+    frame t+1 in a thread of its own while frame t is classified, ``threads`` (None: every core) split between
+    the two stages when there are 2 or more; what `fer-edge run` does unless ``--serial``).
 
     Example::
 
@@ -105,7 +110,8 @@ class EmotionRecognizer:
                  detector_model: str | os.PathLike | None = None, detector_config: str | os.PathLike | None = None,
                  score_threshold: float | None = None, min_face: int = 20, detect_size: int | None = None,
                  crop_margin: float | None = None, smooth: float | None = 0.5, detect_every: int = DETECT_EVERY,
-                 carry: str = "roi", hold_margin: float = HOLD_MARGIN, hold_frames: int = HOLD_FRAMES):
+                 carry: str = "roi", hold_margin: float = HOLD_MARGIN, hold_frames: int = HOLD_FRAMES,
+                 overlap: bool = False, classify_every: int = CLASSIFY_EVERY):
         if smooth is not None and not 0.0 < smooth <= 1.0:
             raise FerEdgeError(f"smooth {smooth} is outside (0, 1] (None turns smoothing off)")
         if crop_margin is not None and not -0.25 <= crop_margin <= 1.0:
@@ -114,6 +120,8 @@ class EmotionRecognizer:
             raise FerEdgeError(f"threads {threads} is not a positive integer")
         if not 1 <= detect_every <= 1000:
             raise FerEdgeError(f"detect_every {detect_every} must be a whole number of frames from 1 to 1000")
+        if not 1 <= classify_every <= 1000:
+            raise FerEdgeError(f"classify_every {classify_every} must be a whole number of frames from 1 to 1000")
         if carry not in ("roi", "motion"):
             raise FerEdgeError(f"carry '{carry}' is neither 'roi' nor 'motion'")
         if not 0.0 <= hold_margin <= 1.0:
@@ -123,14 +131,16 @@ class EmotionRecognizer:
         self.detector_name = detector
         self.crop_margin = crop_margin
         self.smooth = smooth
-        self.detect_every, self.carry = int(detect_every), carry
+        self.detect_every, self.carry, self.classify_every = int(detect_every), carry, int(classify_every)
         self.hysteresis = Hysteresis(float(hold_margin), int(hold_frames))
-        if threads:  # OpenCV runs the face detector: the same number of inference threads as the classifier
+        self.threads = stage_threads(threads, overlap)
+        if self.threads.detector:  # OpenCV runs the face detector
             import cv2
 
-            cv2.setNumThreads(threads)
+            cv2.setNumThreads(self.threads.detector)
         # The classifier first: a missing model fails before anything else is opened.
-        self.classifier: EmotionClassifier = load_classifier(classifier_path(model, backend), backend, threads)
+        self.classifier: EmotionClassifier = load_classifier(classifier_path(model, backend), backend,
+                                                             self.threads.classifier)
         self.detector: FaceDetector = create_detector(
             detector, None if detector_model is None else os.fspath(detector_model),
             None if detector_config is None else os.fspath(detector_config),
@@ -213,7 +223,8 @@ class EmotionRecognizer:
             tracker = FaceTracker(alpha=1.0) if self.detect_every > 1 else None
         else:
             tracker = FaceTracker(alpha=self.smooth, hysteresis=self.hysteresis)
-        return EmotionPipeline(self.detector, self.classifier, self.crop_margin, tracker, self.detect_every, self.carry)
+        return EmotionPipeline(self.detector, self.classifier, self.crop_margin, tracker, self.detect_every, self.carry,
+                               classify_every=self.classify_every if tracker is not None else 1)
 
     def stream(self, source: SourceLike, max_frames: int | None = None) -> Iterator[FrameResult]:
         """Per-frame results for a camera index, a video path or URL, an image, or an image folder.
@@ -236,8 +247,11 @@ class EmotionRecognizer:
             serial: bool = False) -> RunStats:
         """The frame loop of ``fer-edge run``: every frame of ``source`` through the pipeline into ``sinks``
         (closed by the caller), with per-stage timings. Ctrl-C ends it cleanly (``stats.interrupted``).
-        Decoding and the file outputs run in threads of their own unless ``serial``."""
+        Decoding and the file outputs run in threads of their own unless ``serial``, and detection too when the
+        recognizer was made with ``overlap`` (and 2 or more threads)."""
         from fer_edge.runtime.stages import run_loop_threaded
 
-        loop = run_loop if serial else run_loop_threaded
-        return loop(source, self.pipeline(source), sinks, draw=draw, max_frames=max_frames, on_frame=on_frame)
+        if serial:
+            return run_loop(source, self.pipeline(source), sinks, draw=draw, max_frames=max_frames, on_frame=on_frame)
+        return run_loop_threaded(source, self.pipeline(source), sinks, draw=draw, max_frames=max_frames,
+                                 on_frame=on_frame, overlap=self.threads.overlap)

@@ -11,11 +11,13 @@ from .carry import BoxCarrier
 from .classifier import MAX_BATCH, EmotionClassifier
 from .detectors import FaceDetector
 from .preprocess import FaceBatcher, crop_regions
-from .tracker import FaceTracker
+from .tracker import FaceTracker, Track
 
 STAGES = ("decode", "detect", "classify", "track", "output")
 # full detection on every N-th video/camera frame, chosen by measurement: benchmarks/results/detect-sweep/ (issue 16)
 DETECT_EVERY = 3
+# each tracked face classified on every K-th frame: benchmarks/results/detect-sweep/classify-every/ (issue 16)
+CLASSIFY_EVERY = 1
 
 
 @dataclass
@@ -37,6 +39,16 @@ class Face:
                 "score": self.score, "label": self.label, "probs": dict(self.probs)}
 
 
+@dataclass
+class Located:
+    """One frame's faces before classification: boxes ``(n, 5)``, their tracks (None without a tracker) and
+    whether the boxes came from a full detection (``"detected"``) or were carried (``"tracked"``)."""
+
+    boxes: np.ndarray
+    tracks: list[Track] | None
+    origin: str
+
+
 class EmotionPipeline:
     """Finds every face in a frame and classifies all of them, in batches of up to ``MAX_BATCH``.
 
@@ -48,9 +60,9 @@ class EmotionPipeline:
 
     def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, crop_margin: float | None = None,
                  tracker: FaceTracker | None = None, detect_every: int = 1, carry: str = "roi",
-                 roi_size: int = 96, keep_score: float | None = None):
-        if detect_every < 1:
-            raise ValueError("detect_every must be at least 1")
+                 roi_size: int = 96, keep_score: float | None = None, classify_every: int = 1):
+        if detect_every < 1 or classify_every < 1:
+            raise ValueError("detect_every and classify_every must be at least 1")
         self.detector = detector
         self.classifier = classifier
         self.batcher = FaceBatcher(classifier.meta, crop_margin)
@@ -60,6 +72,11 @@ class EmotionPipeline:
         self.detect_every = detect_every if tracker is not None else 1
         self.carrier = BoxCarrier(detector, carry, roi_size, keep_score=keep_score) if self.detect_every > 1 else None
         self.full_detections = 0  # frames that ran the full detector
+        # with a tracker: each track's face is classified on every K-th frame (staggered by track id) and on its
+        # first; in between it shows its smoothed probabilities (benchmarks/results/detect-sweep/classify-every/)
+        self.classify_every = classify_every if tracker is not None else 1
+        self.classified = 0  # faces run through the classifier
+        self._frame = 0
         self._since_full = 0
         self._shape: tuple[int, ...] | None = None
         self._probs = np.empty((MAX_BATCH, len(self.classes)), np.float32)  # grows (once) past MAX_BATCH faces
@@ -81,6 +98,7 @@ class EmotionPipeline:
         n = len(boxes)
         if n > len(self._probs):
             self._probs = np.empty((max(n, 2 * len(self._probs)), len(self.classes)), np.float32)
+        self.classified += n
         h, w = image.shape[:2]
         rects = crop_regions(boxes, self.batcher.margin, w, h)
         step = self.batcher.max_faces
@@ -89,30 +107,63 @@ class EmotionPipeline:
             self._probs[k : k + len(chunk)] = self.classifier.predict(self.batcher(image, chunk))
         return self._probs[:n]
 
-    def process(self, image: np.ndarray) -> list[Face]:
+    def locate(self, image: np.ndarray) -> Located:
+        """The first half of :meth:`process`: this frame's boxes and (with a tracker) their tracks. Uses no
+        classifier, so the loop can locate frame t+1 while frame t is classified (:mod:`.stages`)."""
         t0 = time.perf_counter()
         boxes, ids = self._locate(image)
-        t1 = time.perf_counter()
-        probs = self.classify(image, boxes)
-        t2 = time.perf_counter()
+        tracks = None
         if self.tracker is not None:
-            tracks = self.tracker.update(boxes, probs, ids)
-            top = self.tracker.labels
+            tracks = self.tracker.assign(boxes, ids)
             if ids is None and self.carrier is not None:
                 self.carrier.after_full_detection(self.tracker.tracks)
+        self.timings["detect"] += time.perf_counter() - t0
+        return Located(boxes, tracks, "detected" if ids is None else "tracked")
+
+    def finish(self, image: np.ndarray, located: Located) -> list[Face]:
+        """The second half of :meth:`process`: classify the located faces, smooth them over their tracks."""
+        t1 = time.perf_counter()
+        boxes = located.boxes
+        fresh = None
+        if located.tracks is not None and self.classify_every > 1:
+            k, f = self.classify_every, self._frame
+            fresh = np.fromiter(((t.probs.size == 0 or (f + t.id) % k == 0) for t in located.tracks), bool,
+                                len(located.tracks))
+            probs = self._partial(image, boxes, fresh)
         else:
-            tracks, top = [None] * len(boxes), probs.argmax(axis=1).tolist()
-        origin = "detected" if ids is None else "tracked"
+            probs = self.classify(image, boxes)
+        self._frame += 1
+        t2 = time.perf_counter()
+        if located.tracks is not None:
+            top = self.tracker.smooth(located.tracks, probs, fresh)
+            ids: list[int | None] = [t.id for t in located.tracks]
+        else:
+            ids, top = [None] * len(boxes), probs.argmax(axis=1).tolist()
         faces = [
             Face(i, tuple(int(round(v)) for v in boxes[i, :4]), float(boxes[i, 4]), self.classes[top[i]],
-                 dict(zip(self.classes, probs[i].tolist())), tracks[i], origin)
+                 dict(zip(self.classes, probs[i].tolist())), ids[i], located.origin)
             for i in range(len(boxes))
         ]
-        t3 = time.perf_counter()
-        self.timings["detect"] += t1 - t0
         self.timings["classify"] += t2 - t1
-        self.timings["track"] += t3 - t2
+        self.timings["track"] += time.perf_counter() - t2
         return faces
+
+    def _partial(self, image: np.ndarray, boxes: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+        """Probabilities for the ``fresh`` rows of ``boxes`` (the other rows are left for the tracker to fill)."""
+        n = len(boxes)
+        if fresh.all():
+            return self.classify(image, boxes)
+        if n > len(self._probs):
+            self._probs = np.empty((max(n, 2 * len(self._probs)), len(self.classes)), np.float32)
+        idx = np.flatnonzero(fresh)
+        if len(idx):
+            got = self.classify(image, boxes[idx])
+            self._probs[idx] = got[: len(idx)].copy()  # classify() wrote into the front of the same buffer
+        return self._probs[:n]
+
+    def process(self, image: np.ndarray) -> list[Face]:
+        """Every face of ``image``, classified (and tracked when the pipeline has a tracker)."""
+        return self.finish(image, self.locate(image))
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """The run loop with overlapping stages: decode in one thread, detect + classify (+ drawing and the window) in
-the caller's thread, file outputs (annotated video, JSON Lines, CSV) in another.
+the caller's thread, file outputs (annotated video, JSON Lines, CSV) in another. With ``overlap`` (2 or more
+inference threads, :func:`stage_threads`), detection moves to a thread of its own too: frame t+1 is located
+(detected or carried, and assigned to tracks) while frame t is classified, each stage on its share of the threads.
 
 Frames of a video or camera travel through a fixed pool of frame buffers (the decoder reads into a free one,
 the writer hands it back once every file output has it), so the loop allocates no frames. A camera source keeps
@@ -10,16 +12,49 @@ before the loop returns.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from .pipeline import EmotionPipeline, RunStats
 
-POOL_FRAMES = 6  # decoding 1 + ready 2 + processing 1 + waiting to be written 2
+POOL_FRAMES = 8  # decoding 1 + ready 2 + locating 1 + located 1 + processing 1 + waiting to be written 2
 _END = object()
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class StageThreads:
+    """Inference threads per stage of the run loop. None: the library's own default."""
+
+    detector: int | None  # OpenCV's threads (cv2.setNumThreads): the face detector
+    classifier: int | None  # the classifier's inference threads
+    overlap: bool  # the detector runs in a thread of its own beside the classifier
+
+
+def stage_threads(threads: int | None, overlap: bool = True) -> StageThreads:
+    """Split ``threads`` inference threads (None: every core) between the face detector and the classifier.
+
+    With 2 or more and ``overlap``, the two stages run side by side, the detector taking the larger half (on
+    2 cores, 1 each: one thread per stage beats two threads inside each stage taking turns, because the small
+    inputs of a frame loop scale poorly across threads; benchmarks/results/shipped/). Otherwise every stage
+    gets all of them, one after another.
+    """
+    total = threads if threads else available_cores()
+    if not overlap or total < 2:
+        return StageThreads(threads, threads, False)
+    return StageThreads(total - total // 2, total // 2, True)
 
 
 class _Stopped(Exception):
@@ -160,6 +195,62 @@ class FrameReader:
             self.source.next_buffer = None
 
 
+class Locator:
+    """Runs ``pipeline.locate`` on the frames of ``reader`` in a thread of its own, one frame ahead of the
+    caller (who classifies them with ``pipeline.finish``), in source order."""
+
+    def __init__(self, reader: FrameReader, pipeline: EmotionPipeline, depth: int = 1):
+        self.reader = reader
+        self.pipeline = pipeline
+        self.wait_seconds = 0.0  # this thread's wait for decoded frames
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="fer-edge-detect", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        item = _END
+        try:
+            while not self._stop.is_set():
+                t = time.perf_counter()
+                frame = self.reader.get()
+                self.wait_seconds += time.perf_counter() - t
+                if frame is None:
+                    break
+                item = (frame, self.pipeline.locate(frame.image))
+                if not self._put(item):
+                    self.reader.release(frame.image)
+                    return
+            item = _END
+        except BaseException as e:  # raised again in the caller's thread
+            self._error = e
+            item = _END
+        self._put(item)
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self):
+        """The next (frame, located) pair, or None at the end of the source."""
+        item = self._q.get()
+        if item is _END:
+            if self._error is not None:
+                raise self._error
+            return None
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 class SinkWriter:
     """Writes (frame, faces) to ``sinks`` in a thread of its own, in order; releases each frame afterwards."""
 
@@ -222,12 +313,15 @@ class _Overlay:
 
 
 def run_loop_threaded(source, pipeline: EmotionPipeline, sinks: list, draw: bool = False,
-                      max_frames: int | None = None, on_frame=None) -> RunStats:
-    """Like :func:`~.pipeline.run_loop`, with decoding and file outputs overlapping detection and classification.
+                      max_frames: int | None = None, on_frame=None, overlap: bool = False) -> RunStats:
+    """Like :func:`~.pipeline.run_loop`, with decoding and file outputs overlapping detection and classification,
+    and with ``overlap`` detection overlapping classification (where frames come from the decode thread).
 
     Sinks with ``main_thread = True`` (the window) are written in the caller's thread; the rest in the writer
     thread. ``stats.timings``: ``decode`` and ``output`` are those threads' busy time (overlapped), ``wait``
-    the time this thread waited for a decoded frame, ``handoff`` drawing, the window and queueing.
+    the time this thread waited for its next frame (decoded, or located with ``overlap``), ``handoff`` drawing,
+    the window and queueing; with ``overlap``, ``detect`` is the detect thread's busy time and ``detect_wait``
+    its wait for decoded frames.
     """
     from .draw import draw_faces
 
@@ -239,17 +333,22 @@ def run_loop_threaded(source, pipeline: EmotionPipeline, sinks: list, draw: bool
     files = [s for s in sinks if not getattr(s, "main_thread", False)]
     t_start = time.perf_counter()
     reader = FrameReader(source)
+    # a source read in this thread may reuse its buffer for the next frame: then no reading ahead
+    locator = Locator(reader, pipeline) if overlap and reader._thread is not None else None
     writer = SinkWriter(files, reader.release)
     overlay = _Overlay(timings) if any(hasattr(s, "overlay") for s in main) else None
     try:
         while True:
             t = time.perf_counter()
-            frame = reader.get()
-            t_got = time.perf_counter()
-            timings["wait"] += t_got - t
+            if locator is not None:
+                item = locator.get()
+                frame, located = item if item is not None else (None, None)
+            else:
+                frame = reader.get()
+            timings["wait"] += time.perf_counter() - t
             if frame is None:
                 break
-            faces = pipeline.process(frame.image)
+            faces = pipeline.finish(frame.image, located) if locator is not None else pipeline.process(frame.image)
             t_out = time.perf_counter()
             if draw:
                 draw_faces(frame.image, faces)
@@ -270,7 +369,12 @@ def run_loop_threaded(source, pipeline: EmotionPipeline, sinks: list, draw: bool
     except KeyboardInterrupt:
         stats.interrupted = True
     finally:
+        if locator is not None:
+            locator._stop.set()
         reader.close()
+        if locator is not None:
+            locator.close()
+            timings["detect_wait"] = locator.wait_seconds
         try:
             writer.close()
         except KeyboardInterrupt:  # a second Ctrl-C while the last frames are written

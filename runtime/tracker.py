@@ -86,8 +86,8 @@ class FaceTracker:
         """Tracks seen at the last full detection (the ones whose boxes can be carried forward)."""
         return [t for t in self.tracks if t.missed == 0]
 
-    def _absorb(self, t: Track, box: np.ndarray, probs_row: np.ndarray, frames: int = 1) -> None:
-        """Move ``t`` to ``box`` (``frames`` after its last box; 0: unknown), smooth, update the label."""
+    def _move(self, t: Track, box: np.ndarray, frames: int = 1) -> None:
+        """Move ``t`` to ``box`` (``frames`` after its last box; 0: unknown) and update its velocity."""
         if frames > 0:
             new_c = box[:2] + box[2:4] / 2
             old_c = t.box[:2] + t.box[2:4] / 2
@@ -96,26 +96,24 @@ class FaceTracker:
             t.velocity[:] = 0.0
         t.box[:] = box[:4]
         t.score = float(box[4]) if len(box) > 4 else t.score
-        t.probs *= 1.0 - self.alpha
-        t.probs += self.alpha * probs_row
-        probs_row[:] = t.probs
-        self.hysteresis.step(t, t.probs)
 
-    def update(self, boxes: np.ndarray, probs: np.ndarray, ids: list[int] | None = None) -> list[int]:
-        """Assign track ids to this frame's faces; smooth ``probs`` in place.
+    def assign(self, boxes: np.ndarray, ids: list[int] | None = None) -> list[Track]:
+        """The geometric half of :meth:`update`: the track of every face of this frame, boxes and velocities
+        moved, no probabilities touched (a new track's come with its first :meth:`smooth`).
 
         ``ids``: the faces' tracks are already known (boxes carried forward from those tracks): no matching,
         and tracks not listed are left as they are. Otherwise this is a full detection: greedy IoU matching,
-        unmatched tracks count a miss, unmatched faces start new tracks.
+        unmatched tracks count a miss, unmatched faces start new tracks. Needs no class probabilities, so the
+        next frame can be located while this one is classified (:mod:`.stages`).
         """
         n = len(boxes)
         if ids is not None:
             by_id = {t.id: t for t in self.tracks}
-            for i, tid in enumerate(ids):
-                self._absorb(by_id[tid], boxes[i], probs[i])
-            self.labels = [by_id[tid].label for tid in ids]
-            return list(ids)
-        ids = [-1] * n
+            out = [by_id[tid] for tid in ids]
+            for i, t in enumerate(out):
+                self._move(t, boxes[i])
+            return out
+        found: list[Track | None] = [None] * n
         if self.tracks and n:
             iou = iou_matrix(np.asarray(boxes[:, :4], np.float32), np.stack([t.box for t in self.tracks]))
             used: set[int] = set()
@@ -124,26 +122,48 @@ class FaceTracker:
                 i, j = divmod(flat, iou.shape[1])
                 if values[flat] < self.iou_threshold:
                     break
-                if ids[i] != -1 or j in used:
+                if found[i] is not None or j in used:
                     continue
                 t = self.tracks[j]
-                ids[i] = t.id
+                found[i] = t
                 used.add(j)
-                self._absorb(t, boxes[i], probs[i], 0 if t.missed else 1)
+                self._move(t, boxes[i], 0 if t.missed else 1)
                 t.missed = 0
-        seen = set(ids)
+        seen = {id(t) for t in found if t is not None}
         for t in self.tracks:
-            if t.id not in seen:
+            if id(t) not in seen:
                 t.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         for i in range(n):
-            if ids[i] == -1:
-                t = Track(self._next_id, np.array(boxes[i, :4], np.float32), np.array(probs[i], np.float32),
+            if found[i] is None:
+                t = Track(self._next_id, np.array(boxes[i, :4], np.float32), np.empty(0, np.float32),
                           score=float(boxes[i, 4]) if boxes.shape[1] > 4 else 0.0)
-                self.hysteresis.step(t, t.probs)
                 self._next_id += 1
                 self.tracks.append(t)
-                ids[i] = t.id
-        by_id = {t.id: t for t in self.tracks}
-        self.labels = [by_id[i].label for i in ids]
-        return ids
+                found[i] = t
+        return found  # type: ignore[return-value]
+
+    def smooth(self, tracks: list[Track], probs: np.ndarray, fresh: np.ndarray | None = None) -> list[int]:
+        """The other half of :meth:`update`: smooth ``probs`` (one row per track, in place) into each track and
+        apply label hysteresis; the shown class of each (also kept in ``labels``).
+
+        ``fresh``: which rows were classified this frame (default all); a row that was not gets the track's
+        smoothed probabilities as they stand (and hysteresis counts the frame as usual)."""
+        for i, (t, row) in enumerate(zip(tracks, probs)):
+            if fresh is not None and not fresh[i] and t.probs.size:
+                row[:] = t.probs
+            elif t.probs.size == 0:  # a new track starts from its first probabilities
+                t.probs = np.array(row, np.float32)
+            else:
+                t.probs *= 1.0 - self.alpha
+                t.probs += self.alpha * row
+                row[:] = t.probs
+            self.hysteresis.step(t, t.probs)
+        self.labels = [t.label for t in tracks]
+        return self.labels
+
+    def update(self, boxes: np.ndarray, probs: np.ndarray, ids: list[int] | None = None) -> list[int]:
+        """Assign track ids to this frame's faces (:meth:`assign`) and smooth ``probs`` in place (:meth:`smooth`)."""
+        tracks = self.assign(boxes, ids)
+        self.smooth(tracks, probs)
+        return [t.id for t in tracks]

@@ -17,7 +17,7 @@ from fer_edge.runtime.detectors import create_detector
 from fer_edge.runtime.pipeline import EmotionPipeline, run_loop
 from fer_edge.runtime.sinks import JsonlSink
 from fer_edge.runtime.sources import Frame, VideoSource
-from fer_edge.runtime.stages import POOL_FRAMES, run_loop_threaded
+from fer_edge.runtime.stages import POOL_FRAMES, StageThreads, run_loop_threaded, stage_threads
 from fer_edge.runtime.tracker import FaceTracker, Hysteresis, Track, iou_matrix
 
 from conftest import MEDIA, assert_clean_error, run_cli
@@ -139,6 +139,35 @@ def test_detect_every_n_carries_boxes_and_detects_at_least_every_n_frames(tiny_o
     assert image_pipe.full_detections == 3
 
 
+def test_classify_every_k_frames_staggers_faces_and_keeps_their_probabilities_in_between(tiny_onnx):
+    frames = frames_of(HAMILTON, 40)
+    runs = {}
+    for k in (1, 2):
+        pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker(),
+                               detect_every=3, classify_every=k)
+        runs[k] = ([pipe.process(f) for f in frames], pipe.classified)
+    every, skip = runs[1][0], runs[2][0]
+    faces = sum(len(f) for f in every)
+    assert runs[1][1] == faces
+    assert faces * 0.45 < runs[2][1] < faces * 0.7  # about half, plus each new track's first frame
+    # the boxes do not depend on the classifier: the same faces, tracks and origins in both runs
+    assert [[(f.box, f.track, f.box_from) for f in fr] for fr in every] == \
+        [[(f.box, f.track, f.box_from) for f in fr] for fr in skip]
+    last: dict[int, dict] = {}
+    held = 0
+    for i, fr in enumerate(skip):
+        for f in fr:
+            assert f.label in f.probs and abs(sum(f.probs.values()) - 1) < 1e-3
+            due = f.track not in last or (i + f.track) % 2 == 0
+            if not due:  # not classified this frame: the track's smoothed probabilities as they stood
+                assert f.probs == last[f.track]
+                held += 1
+            last[f.track] = f.probs
+    assert held > faces * 0.3
+    with pytest.raises(ValueError):
+        EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker(), classify_every=0)
+
+
 def test_more_faces_than_one_batch_are_all_classified(tiny_onnx):
     collage = cv2.imread(str(MEDIA / "collage_24faces_bald_guys.jpg"))
     big = np.vstack([np.hstack([collage] * 3)] * 2)  # 6 copies: ~144 faces
@@ -165,7 +194,9 @@ def _records(path):
 
 def test_threaded_loop_writes_what_the_serial_loop_writes_in_order(tmp_path, tiny_onnx):
     out = {}
-    for name, loop in (("serial", run_loop), ("threaded", run_loop_threaded)):
+    loops = {"serial": run_loop, "threaded": run_loop_threaded,
+             "overlap": lambda *a, **k: run_loop_threaded(*a, **k, overlap=True)}
+    for name, loop in loops.items():
         pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker(),
                                detect_every=3)
         src = VideoSource(str(HAMILTON))
@@ -175,11 +206,68 @@ def test_threaded_loop_writes_what_the_serial_loop_writes_in_order(tmp_path, tin
         src.close()
         assert stats.frames == 90
         out[name] = _records(tmp_path / f"{name}.jsonl")
-    assert out["serial"] == out["threaded"]
-    assert [r["frame"] for r in out["threaded"]] == sorted(r["frame"] for r in out["threaded"])
+    assert {r["box_from"] for r in out["serial"]} == {"detected", "tracked"}  # carried boxes and new tracks
+    assert out["serial"] == out["threaded"] == out["overlap"]
+    assert [r["frame"] for r in out["overlap"]] == sorted(r["frame"] for r in out["overlap"])
 
 
-def test_threaded_loop_reuses_a_fixed_pool_of_frames_and_does_not_grow(tiny_onnx):
+def test_threads_are_split_between_detector_and_classifier_only_when_stages_overlap():
+    assert stage_threads(2) == StageThreads(1, 1, True)
+    assert stage_threads(5) == StageThreads(3, 2, True)
+    assert stage_threads(1) == StageThreads(1, 1, False)
+    assert stage_threads(4, overlap=False) == StageThreads(4, 4, False)
+    auto = stage_threads(None)
+    assert auto.overlap == (auto.detector is not None)
+    if auto.overlap:
+        assert auto.detector >= auto.classifier >= 1
+
+
+def test_overlapped_stages_run_side_by_side_and_keep_order(tiny_onnx):
+    """Detection of frame t+1 runs while frame t is classified: with each half sleeping 30 ms, 20 frames take
+    clearly less than the 1.2 s of the two halves one after another."""
+    pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker(),
+                           detect_every=3)
+    locate, finish = pipe.locate, pipe.finish
+
+    def slow_locate(image):
+        time.sleep(0.03)
+        return locate(image)
+
+    def slow_finish(image, located):
+        time.sleep(0.03)
+        return finish(image, located)
+
+    pipe.locate, pipe.finish = slow_locate, slow_finish
+    slow = _Slow(0.0)
+    src = VideoSource(str(WOMAN))
+    stats = run_loop_threaded(src, pipe, [slow], max_frames=20, overlap=True)
+    src.close()
+    assert stats.frames == 20 and slow.frames == list(range(20))
+    assert stats.seconds < 0.9, f"{stats.seconds:.2f} s: the stages did not overlap"
+    assert stats.timings["detect"] > 0 and stats.timings["classify"] > 0 and "detect_wait" in stats.timings
+
+
+def test_an_error_in_the_detect_thread_reaches_the_caller_after_the_frames_before_it(tiny_onnx):
+    pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker())
+    locate, calls = pipe.locate, []
+
+    def failing_locate(image):
+        calls.append(1)
+        if len(calls) == 8:
+            raise RuntimeError("detector failed")
+        return locate(image)
+
+    pipe.locate = failing_locate
+    slow = _Slow(0.0)
+    src = VideoSource(str(WOMAN))
+    with pytest.raises(RuntimeError, match="detector failed"):
+        run_loop_threaded(src, pipe, [slow], overlap=True)
+    src.close()
+    assert slow.frames == list(range(7))
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_threaded_loop_reuses_a_fixed_pool_of_frames_and_does_not_grow(tiny_onnx, overlap):
     pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker(),
                            detect_every=3)
     seen, marks = set(), {}
@@ -198,7 +286,8 @@ def test_threaded_loop_reuses_a_fixed_pool_of_frames_and_does_not_grow(tiny_onnx
     src = VideoSource(str(WOMAN))
     tracemalloc.start()
     try:
-        stats = run_loop_threaded(src, pipe, [Probe()], draw=True, max_frames=260, on_frame=on_frame)
+        stats = run_loop_threaded(src, pipe, [Probe()], draw=True, max_frames=260, on_frame=on_frame,
+                                  overlap=overlap)
     finally:
         tracemalloc.stop()
         src.close()
@@ -219,7 +308,8 @@ class _Slow:
         pass
 
 
-def test_ctrl_c_in_the_threaded_loop_keeps_every_processed_frame(tiny_onnx):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_ctrl_c_in_the_threaded_loop_keeps_every_processed_frame(tiny_onnx, overlap):
     pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker())
     slow = _Slow(0.02)  # the writer lags behind: frames are queued when Ctrl-C comes
 
@@ -228,7 +318,7 @@ def test_ctrl_c_in_the_threaded_loop_keeps_every_processed_frame(tiny_onnx):
             raise KeyboardInterrupt
 
     src = VideoSource(str(WOMAN))
-    stats = run_loop_threaded(src, pipe, [slow], on_frame=interrupt)
+    stats = run_loop_threaded(src, pipe, [slow], on_frame=interrupt, overlap=overlap)
     src.close()
     assert stats.interrupted and stats.frames == 25
     assert slow.frames == list(range(25))
@@ -259,30 +349,32 @@ class _FakeCamera:
         pass
 
 
-def test_camera_keeps_only_the_newest_frame(tiny_onnx):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_camera_keeps_only_the_newest_frame(tiny_onnx, overlap):
     pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker(),
                            detect_every=3)
     slow = _Slow(0.0)
-    orig = pipe.process
+    orig = pipe.locate
 
-    def slow_process(image):
+    def slow_locate(image):
         time.sleep(0.03)
         return orig(image)
 
-    pipe.process = slow_process
-    stats = run_loop_threaded(_FakeCamera(60, 0.005), pipe, [slow])
+    pipe.locate = slow_locate
+    stats = run_loop_threaded(_FakeCamera(60, 0.005), pipe, [slow], overlap=overlap)
     assert stats.dropped > 10 and stats.frames + stats.dropped == 60
     assert slow.frames == sorted(slow.frames) and len(slow.frames) == stats.frames
     assert slow.frames[-1] >= 55  # the last frames delivered were processed, not an old backlog
 
 
-def test_frame_size_change_mid_stream_and_a_source_that_stops(tiny_onnx):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_frame_size_change_mid_stream_and_a_source_that_stops(tiny_onnx, overlap):
     pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker(),
                            detect_every=3)
     cam = _FakeCamera(30, 0.0, sizes=((360, 640), (480, 320), (200, 200)))
     cam.is_camera = False  # a video: nothing dropped
     slow = _Slow(0.0)
-    stats = run_loop_threaded(cam, pipe, [slow])
+    stats = run_loop_threaded(cam, pipe, [slow], overlap=overlap)
     assert stats.frames == 30 and slow.frames == list(range(30)) and stats.dropped == 0
 
 
@@ -292,6 +384,7 @@ def test_frame_size_change_mid_stream_and_a_source_that_stops(tiny_onnx):
     (["--detect-size", "32"], "--detect-size 32"),
     (["--detect-size", "100000"], "--detect-size 100000"),
     (["--hold-frames", "0"], "--hold-frames 0"),
+    (["--classify-every", "0"], "--classify-every 0"),
     (["--hold-margin", "2"], "--hold-margin 2"),
 ])
 def test_bad_detection_flags_give_one_line_and_exit_2(tmp_path, tiny_onnx, flags, fragment):

@@ -9,7 +9,7 @@ import sys
 
 from fer_edge.cli_args import EXIT_OK, EXIT_PARTIAL, camera_arg, detect_size, positive_int
 from fer_edge.runtime.errors import FerEdgeError
-from fer_edge.runtime.pipeline import DETECT_EVERY
+from fer_edge.runtime.pipeline import CLASSIFY_EVERY, DETECT_EVERY
 from fer_edge.runtime.tracker import HOLD_FRAMES, HOLD_MARGIN
 
 
@@ -27,8 +27,10 @@ def add_parser(sub) -> None:
                    "('accurate', the default; 'fast' where this install ships it) or a file (.onnx or OpenVINO .xml "
                    "with fer_edge metadata)")
     m.add_argument("--backend", choices=("onnxruntime", "openvino"), help="default: from the model file suffix")
-    m.add_argument("--threads", type=positive_int, metavar="N", help="inference threads of the classifier and the face "
-                   "detector (default: the backends'); decoding and writing have a thread each")
+    m.add_argument("--threads", type=positive_int, metavar="N", help="inference threads (default: one per core): "
+                   "with 2 or more the face detector and the classifier run side by side on frames t+1 and t, "
+                   "splitting them (the detector takes the larger half); with 1, or --serial, each stage uses all N "
+                   "in turn; decoding and writing have a thread each")
     m.add_argument("--detector", choices=("yunet", "res10"), default="yunet", help="face detector (default yunet)")
     m.add_argument("--detector-model", metavar="PATH", help="face detector file (default: searched in "
                    "$FER_EDGE_HOME/models, then the user cache, then (yunet) the package)")
@@ -46,6 +48,10 @@ def add_parser(sub) -> None:
                    help=f"video/camera: full detection on every N-th frame; in between each face's box is carried "
                    f"forward by --carry, a lost face triggers a full detection at once, and new faces appear "
                    f"within N frames; images always get full detection (default {DETECT_EVERY})")
+    d.add_argument("--classify-every", type=int, default=CLASSIFY_EVERY, metavar="K",
+                   help="video/camera: classify each tracked face on every K-th frame (staggered across faces, a "
+                   "new face at once); in between it keeps its smoothed probabilities and label (default "
+                   f"{CLASSIFY_EVERY})")
     d.add_argument("--carry", choices=("roi", "motion"), default="roi", help="how boxes are carried between full "
                    "detections: 'roi' re-detects each face in a small region around it (default; a face the region "
                    "cannot see, lost there twice while full detection finds it, moves at its last speed), 'motion' "
@@ -72,8 +78,8 @@ def add_parser(sub) -> None:
     o.add_argument("--overwrite", action="store_true", help="replace output files that already exist (without it "
                    "they are refused); an input is never written over")
     o.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
-    o.add_argument("--serial", action="store_true", help="decode, process and write in one thread, one after "
-                   "another (default: decoding and file outputs run in threads of their own)")
+    o.add_argument("--serial", action="store_true", help="decode, detect, classify and write in one thread, one "
+                   "after another (default: decoding, detection and file outputs run in threads of their own)")
     p.set_defaults(func=_cmd_run)
 
 
@@ -83,6 +89,8 @@ def check_detection_flags(args) -> None:
         raise FerEdgeError(f"--detect-size {args.detect_size} is outside 64..4096 pixels (0 = full size)")
     if not 1 <= args.detect_every <= 1000:
         raise FerEdgeError(f"--detect-every {args.detect_every} must be a whole number of frames from 1 to 1000")
+    if not 1 <= args.classify_every <= 1000:
+        raise FerEdgeError(f"--classify-every {args.classify_every} must be a whole number of frames from 1 to 1000")
     if not 0.0 <= args.hold_margin <= 1.0:
         raise FerEdgeError(f"--hold-margin {args.hold_margin} is outside [0, 1]")
     if not 1 <= args.hold_frames <= 1000:
@@ -111,7 +119,8 @@ def _cmd_run(args) -> int:
         args.model, args.detector, backend=args.backend, threads=args.threads, detector_model=args.detector_model,
         detector_config=args.detector_config, score_threshold=args.score_threshold, min_face=args.min_face,
         detect_size=args.detect_size, crop_margin=args.crop_margin, smooth=None if args.no_smooth else args.smooth,
-        detect_every=args.detect_every, carry=args.carry, hold_margin=args.hold_margin, hold_frames=args.hold_frames)
+        detect_every=args.detect_every, carry=args.carry, hold_margin=args.hold_margin, hold_frames=args.hold_frames,
+        overlap=not args.serial, classify_every=args.classify_every)
     classifier = recognizer.classifier
     if args.image or args.images:
         source = recognizer.open_source(args.image or args.images, "image" if args.image else "images",
@@ -151,9 +160,13 @@ def _cmd_run(args) -> int:
                 log(f"  frame {stats.frames}: {stats.faces} faces so far")
 
         pipeline = recognizer.pipeline(source)
-        loop = run_loop if args.serial else run_loop_threaded
-        stats = loop(stop.wrap(source), pipeline, outputs, draw=bool(args.save or args.show),
-                     max_frames=args.max_frames, on_frame=progress)
+        draw = bool(args.save or args.show)
+        if args.serial:
+            stats = run_loop(stop.wrap(source), pipeline, outputs, draw=draw, max_frames=args.max_frames,
+                             on_frame=progress)
+        else:
+            stats = run_loop_threaded(stop.wrap(source), pipeline, outputs, draw=draw, max_frames=args.max_frames,
+                                      on_frame=progress, overlap=recognizer.threads.overlap)
     finally:
         source.close()
         try:
@@ -165,7 +178,8 @@ def _cmd_run(args) -> int:
     log(f"fer-edge: {stats.frames} frames, {stats.faces} faces in {stats.seconds:.2f} s ({stats.fps:.1f} fps); "
         f"per frame: decode {1e3 * t['decode'] / n:.1f} ms, detect {1e3 * t['detect'] / n:.1f} ms, "
         f"classify {1e3 * t['classify'] / n:.1f} ms, output {1e3 * t['output'] / n:.1f} ms"
-        + ("" if args.serial else " (decode and output overlapped)")
+        + ("" if args.serial else " (decode, output" + (" and detect" if recognizer.threads.overlap else "")
+           + " overlapped)")
         + (f"; full detection on {pipeline.full_detections} frames" if pipeline.detect_every > 1 else "")
         + (f"; {stats.dropped} camera frames skipped for newer ones" if stats.dropped else ""))
     code = stop.exit_code(stats.interrupted)

@@ -214,7 +214,7 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
     # --- detectors and the end-to-end loop -----------------------------------------------------------------
     log("[4/5] face detectors and the end-to-end loop (today's loop against the new defaults)")
     runtime_subjects = [s for s in subjects if not s.is_torch]
-    report["detectors"] = _detectors(videos, quick)
+    report["detectors"] = _detectors(videos, quick, threads)
     report["end_to_end"] = []
     for s in runtime_subjects[: 1 if quick else None]:
         for e in compare_loops(videos[: 1 if quick else None], str(s.path), loop_threads or [threads],
@@ -277,29 +277,34 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
 
 
 PASTED_DETECTORS = (("yunet", -1), ("yunet", 640), ("res10", -1))  # -1: the detector's default size
-DETECTOR_SIZES = (("yunet", -1), ("yunet", 640), ("res10", -1))
+# (detector, size, YuNet engine); the OpenCV engine is today's (before issue 16) YuNet
+DETECTOR_SIZES = (("yunet", -1, "onnxruntime"), ("yunet", -1, "opencv"), ("yunet", 640, "onnxruntime"),
+                  ("yunet", 640, "opencv"), ("res10", -1, None))
 
 
-def _det_name(d: str, size: int) -> str:
+def _det_name(d: str, size: int, engine: str | None = None) -> str:
     from fer_edge.runtime.detectors import Res10Detector, YuNetDetector
 
     default = {"yunet": YuNetDetector.default_side, "res10": Res10Detector.default_side}[d]
-    return f"{d} {default} px (default)" if size == -1 else f"{d} {size} px"
+    name = f"{d} {default} px (default)" if size == -1 else f"{d} {size} px"
+    return name + (f" in {'OpenCV' if engine == 'opencv' else 'ONNX Runtime'}" if engine else "")
 
 
-def _detectors(videos: list[str], quick: bool) -> dict[str, Any]:
+def _detectors(videos: list[str], quick: bool, threads: int | None = None) -> dict[str, Any]:
     from .e2e import detector_latency, read_frames
 
     detectors = {}
     for v in videos[: 1 if quick else None]:
         frames = read_frames(v, 30 if quick else 120)
-        for d, size in DETECTOR_SIZES:
-            key = f"{_det_name(d, size)} @ {Path(v).name}"
+        for d, size, engine in DETECTOR_SIZES:
+            name = _det_name(d, size, engine)
+            key = f"{name} @ {Path(v).name}"
             try:
-                detectors[key] = {"detector": _det_name(d, size), "video": v,
-                                  **detector_latency(d, frames, 1 if quick else 3, max_side=size)}
+                detectors[key] = {"detector": name, "video": v,
+                                  **detector_latency(d, frames, 1 if quick else 3, max_side=size, engine=engine,
+                                                     threads=threads)}
             except FerEdgeError as e:
-                detectors[key] = {"detector": _det_name(d, size), "video": v, "error": str(e)}
+                detectors[key] = {"detector": name, "video": v, "error": str(e)}
     return detectors
 
 
@@ -312,10 +317,10 @@ def _loop_report(report: dict[str, Any], subjects, ds_path, videos, out_dir: Pat
     if not runtime_subjects:
         raise FerEdgeError("--loop-only needs an exported model (.onnx or .xml)")
     log("[1/3] face detectors")
-    report["detectors"] = _detectors(videos, quick)
+    report["detectors"] = _detectors(videos, quick, threads)
     log("[2/3] the end-to-end loop: today's loop against the new defaults, alternating round by round")
     report["end_to_end"] = []
-    for s in runtime_subjects[:1]:
+    for s in runtime_subjects[: 1 if quick else None]:
         for e in compare_loops(videos[: 1 if quick else None], str(s.path), loop_threads or [threads],
                                loop_rounds or (1 if quick else 2), loop_frames or (60 if quick else None), log):
             report["end_to_end"].append({"model": s.label, **e})
@@ -389,8 +394,11 @@ def markdown(r: dict[str, Any]) -> str:
               "The real `fer-edge run` loop (decode, detect, crop, classify, smooth, draw, JSON Lines and an annotated "
               "video), each run in a fresh process, old and new alternating round by round. Per-frame ms: `decode` and "
               "`output` run in threads of their own in the new loop (overlapped: their busy time, not on the critical "
-              "path); `overhead` is the frame time spent neither detecting nor classifying (decode + track + output "
-              "when serial; waiting for a frame + track + drawing and handing over when threaded).", "",
+              "path); with 2 or more threads detection runs in a thread of its own too, one frame ahead of "
+              "classification, each stage on its share of the threads (`detect` is then that thread's busy time). "
+              "`overhead` is the frame time spent neither detecting nor classifying (decode + track + output when "
+              "serial; waiting for a frame + track + drawing and handing over when threaded; track + drawing and "
+              "handing over + the detect thread's wait for decoded frames when detection has its own thread).", "",
               "| model | video | threads | loop | flags | frames | fps | speed-up | faces/frame | full detections | "
               "decode ms | detect ms | classify ms | track ms | output ms | overhead ms (share) | peak RSS MB |",
               "| --- | --- | ---: | --- | --- " + "| ---: " * 12 + "|"]

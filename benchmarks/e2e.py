@@ -40,9 +40,9 @@ def peak_rss_mb() -> float:
 
 # today's loop before issue 16 and the new defaults, as `fer-edge run` flags (the benchmark runs both)
 OLD_LOOP = {"detect_size": 640, "detect_every": 1, "carry": "roi", "hold": (0.0, 1), "threaded": False,
-            "classify_every": 1}
+            "classify_every": 1, "engine": "opencv"}
 NEW_LOOP = {"detect_size": None, "detect_every": None, "carry": "roi", "hold": None, "threaded": True,
-            "classify_every": None}
+            "classify_every": None, "engine": None}
 
 
 def loop_flags(config: dict) -> str:
@@ -57,6 +57,8 @@ def loop_flags(config: dict) -> str:
     if config.get("hold") is not None:
         f.append(f"--hold-frames {config['hold'][1]}" if config["hold"][1] == 1 else
                  f"--hold-margin {config['hold'][0]} --hold-frames {config['hold'][1]}")
+    if config.get("engine") not in (None, "onnxruntime"):
+        f.append(f"--detector-engine {config['engine']}")
     if not config.get("threaded", True):
         f.append("--serial")
     return " ".join(f) or "(defaults)"
@@ -84,7 +86,8 @@ def _loop_child(video: str, model: str, detector: str, threads: int | None, max_
         classify_every = CLASSIFY_EVERY if c.get("classify_every") is None else c["classify_every"]
         hold = Hysteresis(*(c["hold"] or (HOLD_MARGIN, HOLD_FRAMES)))
         clf = load_classifier(model, threads=plan.classifier)
-        pipeline = EmotionPipeline(create_detector(detector, max_side=size), clf,
+        engine = {"engine": c["engine"] or "onnxruntime", "threads": plan.detector} if detector == "yunet" else {}
+        pipeline = EmotionPipeline(create_detector(detector, max_side=size, **engine), clf,
                                    tracker=FaceTracker(hysteresis=hold), detect_every=every, carry=c["carry"],
                                    classify_every=classify_every)
         source = VideoSource(video)
@@ -158,12 +161,13 @@ def compare_loops(videos: list[str], model: str, threads_list: list[int | None],
     return out
 
 
-def detector_latency(detector: str, frames: list[np.ndarray], rounds: int = 3, max_side: int | None = -1
-                     ) -> dict[str, float]:
-    """Median and p90 ms per frame of ``detector`` (at the size `run` uses unless ``max_side`` is given)."""
+def detector_latency(detector: str, frames: list[np.ndarray], rounds: int = 3, max_side: int | None = -1,
+                     engine: str | None = None, threads: int | None = None) -> dict[str, float]:
+    """Median and p90 ms per frame of ``detector`` (at the size `run` uses unless ``max_side`` is given; YuNet in
+    ``engine``, its ONNX Runtime engine with ``threads``)."""
     from fer_edge.runtime.detectors import create_detector
 
-    det = create_detector(detector, max_side=max_side)
+    det = create_detector(detector, max_side=max_side, **({"engine": engine, "threads": threads} if engine else {}))
     for f in frames[:5]:
         det.detect(f)
     times = []

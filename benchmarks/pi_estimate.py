@@ -84,9 +84,9 @@ def count(video: str, yunet: str, reps: int, out: str | None) -> dict[str, Any]:
     buf = frame.copy()
     plan.append(("decode", lambda: cap.read(buf)))
     for side in (640, 480, 320, 256, 160):
-        det = YuNetDetector(yunet, max_side=side)
+        det = YuNetDetector(yunet, "opencv", max_side=side)  # the engine the published Pi timings are of
         plan.append((f"detect_{side}", lambda det=det: det.detect(frame)))
-    det = YuNetDetector(yunet)
+    det = YuNetDetector(yunet, "opencv")
     boxes = det.detect(frame)
     pipe = EmotionPipeline(det, clf)
     rects = crop_regions(boxes[:1], pipe.batcher.margin, frame.shape[1], frame.shape[0])

@@ -183,7 +183,8 @@ def run_video(path: Path, model: str, size: int, every: int, carry: str, hold: H
     from fer_edge.runtime.tracker import FaceTracker
 
     mode, roi, keep = (carry.split(":") + ["", ""])[:3]  # "roi", "roi:64", "roi:96:0.5", "motion"
-    pipe = EmotionPipeline(create_detector("yunet", max_side=size), load_classifier(model, threads=threads),
+    pipe = EmotionPipeline(create_detector("yunet", max_side=size, threads=threads),
+                           load_classifier(model, threads=threads),
                            tracker=FaceTracker(hysteresis=hold), detect_every=every, carry=mode,
                            roi_size=int(roi or 96), keep_score=float(keep) if keep else None,
                            classify_every=classify_every)

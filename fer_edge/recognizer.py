@@ -22,6 +22,7 @@ from typing import Union
 
 import numpy as np
 
+from fer_edge.runtime.carry import CARRY_MODES
 from fer_edge.runtime.classifier import MAX_BATCH, EmotionClassifier, load_classifier
 from fer_edge.runtime.detectors import FaceDetector, create_detector
 from fer_edge.runtime.errors import FerEdgeError
@@ -81,12 +82,15 @@ class EmotionRecognizer:
         detector: ``"yunet"`` (shipped in the package) or ``"res10"`` (``fer-edge models fetch``).
 
     Keyword options: ``backend`` (``"onnxruntime"``/``"openvino"``; default from the file), ``threads``,
+    ``detector_engine`` (YuNet in ``"onnxruntime"``, the default, or OpenCV's ``"opencv"``: the same boxes, about
+    half the speed),
     ``detector_model`` / ``detector_config`` (detector files), ``score_threshold`` (detector confidence),
     ``min_face`` (smallest face side, px), ``detect_size`` (longest side frames are scaled to for detection;
     0 = full size), ``crop_margin`` (default: the model's), ``smooth`` (weight of the newest frame when a video
     or camera is smoothed per tracked face, in (0, 1]; None turns smoothing and label hysteresis off, and tracking
     too when ``detect_every`` is 1), ``detect_every`` (video/camera: full detection on every N-th frame, boxes
-    carried in between), ``carry`` (``"roi"``: re-detection in a region around each face; ``"motion"``),
+    carried in between), ``carry`` (``"roi"``: re-detection in a region around each face; ``"mosaic"``: the
+    same, all regions in one detector call; ``"motion"``),
     ``hold_margin`` / ``hold_frames`` (label hysteresis: a face's label changes when another class leads it by
     the margin, or for that many frames in a row; ``hold_frames=1`` is off), ``classify_every`` (video/camera
     with tracking: each face is classified on every K-th frame, staggered across faces, and shows its smoothed
@@ -111,7 +115,7 @@ class EmotionRecognizer:
                  score_threshold: float | None = None, min_face: int = 20, detect_size: int | None = None,
                  crop_margin: float | None = None, smooth: float | None = 0.5, detect_every: int = DETECT_EVERY,
                  carry: str = "roi", hold_margin: float = HOLD_MARGIN, hold_frames: int = HOLD_FRAMES,
-                 overlap: bool = False, classify_every: int = CLASSIFY_EVERY):
+                 overlap: bool = False, classify_every: int = CLASSIFY_EVERY, detector_engine: str = "onnxruntime"):
         if smooth is not None and not 0.0 < smooth <= 1.0:
             raise FerEdgeError(f"smooth {smooth} is outside (0, 1] (None turns smoothing off)")
         if crop_margin is not None and not -0.25 <= crop_margin <= 1.0:
@@ -122,8 +126,8 @@ class EmotionRecognizer:
             raise FerEdgeError(f"detect_every {detect_every} must be a whole number of frames from 1 to 1000")
         if not 1 <= classify_every <= 1000:
             raise FerEdgeError(f"classify_every {classify_every} must be a whole number of frames from 1 to 1000")
-        if carry not in ("roi", "motion"):
-            raise FerEdgeError(f"carry '{carry}' is neither 'roi' nor 'motion'")
+        if carry not in CARRY_MODES:
+            raise FerEdgeError(f"carry '{carry}' is not one of {', '.join(CARRY_MODES)}")
         if not 0.0 <= hold_margin <= 1.0:
             raise FerEdgeError(f"hold margin {hold_margin} is outside [0, 1]")
         if not 1 <= hold_frames <= 1000:
@@ -145,7 +149,8 @@ class EmotionRecognizer:
             detector, None if detector_model is None else os.fspath(detector_model),
             None if detector_config is None else os.fspath(detector_config),
             score_threshold=score_threshold, min_face=min_face,
-            max_side=-1 if detect_size is None else (detect_size or None))
+            max_side=-1 if detect_size is None else (detect_size or None), engine=detector_engine,
+            threads=self.threads.detector)
         self._still = EmotionPipeline(self.detector, self.classifier, crop_margin, None)
 
     @property

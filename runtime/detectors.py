@@ -1,6 +1,7 @@
 """Face detectors behind one small interface: ``detect(frame) -> (N, 5) [x, y, w, h, score]``.
 
-* ``yunet``: ``cv2.FaceDetectorYN`` (OpenCV 4.8+, 5.x); NMS built in.
+* ``yunet``: the YuNet ONNX model in ONNX Runtime with OpenCV's decoding (:mod:`.yunet_onnxruntime`), or in
+  ``cv2.FaceDetectorYN`` (OpenCV 4.8+, 5.x; NMS built in).
 * ``res10``: the OpenCV DNN res10 SSD, from its Caffe files (OpenCV 4.x) or its TensorFlow form
   (OpenCV 4.x and 5.x); NMS applied here.
 
@@ -19,6 +20,7 @@ from . import assets
 from .errors import FerEdgeError
 
 DETECTORS = ("yunet", "res10")
+YUNET_ENGINES = ("onnxruntime", "opencv")
 # The detector's input never exceeds this many pixels, whatever --detect-size says (0 = full size included):
 # YuNet needs about 75 MB per megapixel of input (measured: 4 MP 0.37 GB, 16 MP 1.24 GB peak).
 MAX_DETECT_PIXELS = 8_000_000
@@ -110,14 +112,39 @@ class FaceDetector:
 
 class YuNetDetector(FaceDetector):
     """YuNet; by default at 480 px on the longest side: the smallest size that keeps the recall of 640 px on the
-    shared photos, VOC face boxes and videos within 1 point (benchmarks/results/detect-sweep/size.md)."""
+    shared photos, VOC face boxes and videos within 1 point (benchmarks/results/detect-sweep/size.md).
+
+    ``engine``: ``"onnxruntime"`` (default; the same model and decoding as OpenCV's, boxes within 1e-4 px, about
+    2x faster: :mod:`.yunet_onnxruntime`) or ``"opencv"`` (``cv2.FaceDetectorYN``). ``threads``: ONNX Runtime's
+    (OpenCV's come from ``cv2.setNumThreads``)."""
 
     name = "yunet"
     default_side = 480
 
-    def __init__(self, model_path: str | Path, **kw):
+    def __init__(self, model_path: str | Path, engine: str = "onnxruntime", threads: int | None = None, **kw):
         super().__init__(**kw)
+        if engine not in YUNET_ENGINES:
+            raise FerEdgeError(f"unknown YuNet engine '{engine}' (choose from {', '.join(YUNET_ENGINES)})")
         self.model_path = Path(model_path)
+        self.engine, self.threads = engine, threads
+        self._ort = None
+        if engine == "onnxruntime":
+            from .yunet_onnxruntime import NotYuNetError, YuNetOnnxRuntime
+
+            try:
+                self._ort = YuNetOnnxRuntime(self.model_path, threads)
+            except NotYuNetError as e:
+                raise FerEdgeError(f"cannot use {self.model_path} as the YuNet face detector: it is an ONNX model, "
+                                   f"but not YuNet ({e})") from e
+            except Exception as e:  # ORT's load errors are not one class: a file it cannot load is not valid
+                raise FerEdgeError(f"cannot load the YuNet face detector from {self.model_path}: the file exists but "
+                                   "is not a valid YuNet ONNX file for ONNX Runtime") from e
+            try:  # a model with YuNet's output names may still not run on an image
+                self._ort.detect(np.zeros((64, 64, 3), np.uint8), self.score_threshold, self.nms_threshold)
+            except Exception as e:
+                raise FerEdgeError(f"cannot use {self.model_path} as the YuNet face detector: it is an ONNX model, "
+                                   "but not YuNet (it does not run on an image)") from e
+            return
         try:
             self._net = cv2.FaceDetectorYN.create(str(self.model_path), "", (320, 320), self.score_threshold,
                                                   self.nms_threshold, 5000)
@@ -135,12 +162,17 @@ class YuNetDetector(FaceDetector):
                                "but not YuNet (its outputs are not YuNet's)") from e
 
     def _on_input_size(self, shape: tuple[int, ...]) -> None:
-        self._net.setInputSize((shape[1], shape[0]))
+        if self._ort is not None:
+            self._ort.set_input_size(shape[1], shape[0])
+        else:
+            self._net.setInputSize((shape[1], shape[0]))
 
     def twin(self, **overrides) -> FaceDetector:
-        return YuNetDetector(self.model_path, **{**self._kw, **overrides})
+        return YuNetDetector(self.model_path, self.engine, self.threads, **{**self._kw, **overrides})
 
     def _detect(self, img: np.ndarray) -> np.ndarray:
+        if self._ort is not None:
+            return self._ort.detect(img, self.score_threshold, self.nms_threshold)
         _, faces = self._net.detect(img)
         if faces is None:
             return np.zeros((0, 5), np.float32)
@@ -240,10 +272,12 @@ def _res10_files(model: str | None, config: str | None) -> tuple[Path, Path]:
     raise AssertionError("unreachable")
 
 
-def create_detector(name: str, model: str | None = None, config: str | None = None, **kw) -> FaceDetector:
-    """Build detector ``name`` from an explicit file or the model search path."""
+def create_detector(name: str, model: str | None = None, config: str | None = None, engine: str = "onnxruntime",
+                    threads: int | None = None, **kw) -> FaceDetector:
+    """Build detector ``name`` from an explicit file or the model search path. ``engine`` and ``threads``: YuNet's
+    (res10 runs in OpenCV, whose threads come from ``cv2.setNumThreads``)."""
     if name == "yunet":
-        return YuNetDetector(assets.resolve("yunet", model), **kw)
+        return YuNetDetector(assets.resolve("yunet", model), engine, threads, **kw)
     if name == "res10":
         return Res10Detector(*_res10_files(model, config), **kw)
     raise FerEdgeError(f"unknown face detector '{name}' (choose from {', '.join(DETECTORS)})")

@@ -15,62 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .protowire import LEN as _LEN
+from .protowire import enc_varint as _enc_varint
+from .protowire import fields as _fields
+from .protowire import ld as _ld
+from .protowire import varint as _varint
+
 INT8, UINT8 = 3, 2  # TensorProto.DataType
-_LEN = 2  # wire type of length-delimited fields
-
-
-def _varint(buf: memoryview, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, i
-        shift += 7
-
-
-def _enc_varint(n: int) -> bytes:
-    n &= (1 << 64) - 1  # negative int32/int64 values are ten-byte two's complement varints
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _fields(buf: memoryview) -> list[tuple[int, int, object, bytes]]:
-    """(field number, wire type, value, the field's encoded bytes) of one message, in order."""
-    out, i = [], 0
-    while i < len(buf):
-        start = i
-        key, i = _varint(buf, i)
-        field, wt = key >> 3, key & 7
-        if wt == 0:
-            value, i = _varint(buf, i)
-        elif wt == 1:
-            value, i = buf[i : i + 8], i + 8
-        elif wt == _LEN:
-            n, i = _varint(buf, i)
-            value, i = buf[i : i + n], i + n
-        elif wt == 5:
-            value, i = buf[i : i + 4], i + 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wt}")
-        if i > len(buf):
-            raise ValueError("truncated protobuf message")
-        out.append((field, wt, value, buf[start:i]))
-    return out
-
-
-def _ld(field: int, payload: bytes) -> bytes:
-    return _enc_varint(field << 3 | _LEN) + _enc_varint(len(payload)) + payload
-
-
 def _strings(fields, number: int) -> list[str]:
     return [bytes(v).decode() for f, wt, v, _ in fields if f == number and wt == _LEN]
 

@@ -65,8 +65,9 @@ def test_quick_benchmark_report(tmp_path, tiny_onnx, tiny_ir):
 
 
 def _check_detectors_and_loops(r: dict, n_loops: int) -> None:
-    assert {d["detector"] for d in r["detectors"].values()} == {"yunet 480 px (default)", "yunet 640 px",
-                                                                "res10 480 px (default)"}
+    assert {d["detector"] for d in r["detectors"].values()} == {
+        "yunet 480 px (default) in ONNX Runtime", "yunet 480 px (default) in OpenCV", "yunet 640 px in ONNX Runtime",
+        "yunet 640 px in OpenCV", "res10 480 px (default)"}
     assert all(_finite_positive(d["median_ms"]) for d in r["detectors"].values())
     assert len(r["end_to_end"]) == n_loops
     for e2e in r["end_to_end"]:
@@ -94,7 +95,7 @@ def test_loop_only_benchmark_compares_old_and_new_loops_per_thread_count(tmp_pat
     assert {e["detector"] for e in r["pasted_faces"]} == {"yunet 480 px (default)", "yunet 640 px",
                                                           "res10 480 px (default)"}
     md = (out / "benchmark.md").read_text()
-    assert "| old | --detect-size 640 --detect-every 1 --hold-frames 1 --serial |" in md
+    assert "| old | --detect-size 640 --detect-every 1 --hold-frames 1 --detector-engine opencv --serial |" in md
     assert "| new | (defaults) |" in md
 
 

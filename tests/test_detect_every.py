@@ -92,6 +92,28 @@ def test_roi_carry_follows_real_faces_and_reports_a_lost_one():
     assert not lost and np.allclose(moved[0, :2], tracks[0].box[:2] + (5, -2))
 
 
+def test_regions_detected_in_one_mosaic_find_the_faces_one_region_at_a_time_finds():
+    det = create_detector("yunet")
+    photo = cv2.imread(str(MEDIA / "group_selfie_6faces.jpg"))
+    full = det.detect(photo)
+    assert len(full) == 6
+    # 6 faces, then 11 tracks (more than one mosaic call of MOSAIC_TILES = 8): every region is still its own face
+    for reps in (1, 2):
+        rows = np.concatenate([full] * reps)[: 6 * reps - (reps - 1)]
+        tracks = [Track(i, r[:4].copy(), np.zeros(7, np.float32), score=float(r[4])) for i, r in enumerate(rows)]
+        one, ids1, lost1 = BoxCarrier(det, "roi").carry(photo, tracks)
+        many, ids2, lost2 = BoxCarrier(det, "mosaic").carry(photo, tracks)
+        assert not lost1 and not lost2 and ids1 == ids2 == list(range(len(rows)))
+        same = np.diag(iou_matrix(one[:, :4], many[:, :4]))
+        assert same.min() > 0.8, same
+        assert np.diag(iou_matrix(many[:, :4], rows[:, :4])).min() > 0.5  # and each is the face it tracks
+    blank = np.full_like(photo, 90)
+    tracks[3].box[:] = (10, 10, 60, 60)  # one region shows nothing: reported lost
+    _, _, lost = BoxCarrier(det, "mosaic").carry(np.where(np.arange(photo.shape[1])[None, :, None] < 100, blank, photo)
+                                              .astype(np.uint8), tracks)
+    assert lost
+
+
 def test_a_face_its_region_cannot_see_is_carried_by_motion_after_two_forced_detections():
     det = create_detector("yunet")
     frame = frames_of(WOMAN, 1)[0]

@@ -41,7 +41,7 @@ def peak_rss_mb() -> float:
 # today's loop before issue 16 and the new defaults, as `fer-edge run` flags (the benchmark runs both)
 OLD_LOOP = {"detect_size": 640, "detect_every": 1, "carry": "roi", "hold": (0.0, 1), "threaded": False,
             "classify_every": 1, "engine": "opencv"}
-NEW_LOOP = {"detect_size": None, "detect_every": None, "carry": "roi", "hold": None, "threaded": True,
+NEW_LOOP = {"detect_size": None, "detect_every": None, "carry": None, "hold": None, "threaded": True,
             "classify_every": None, "engine": None}
 
 
@@ -68,6 +68,7 @@ def _loop_child(video: str, model: str, detector: str, threads: int | None, max_
                 config: dict | None = None) -> None:
     import cv2
 
+    from fer_edge.runtime.carry import DEFAULT_CARRY
     from fer_edge.runtime.classifier import load_classifier
     from fer_edge.runtime.detectors import create_detector
     from fer_edge.runtime.pipeline import DETECT_EVERY, EmotionPipeline, run_loop
@@ -88,7 +89,8 @@ def _loop_child(video: str, model: str, detector: str, threads: int | None, max_
         clf = load_classifier(model, threads=plan.classifier)
         engine = {"engine": c["engine"] or "onnxruntime", "threads": plan.detector} if detector == "yunet" else {}
         pipeline = EmotionPipeline(create_detector(detector, max_side=size, **engine), clf,
-                                   tracker=FaceTracker(hysteresis=hold), detect_every=every, carry=c["carry"],
+                                   tracker=FaceTracker(hysteresis=hold), detect_every=every,
+                                   carry=c["carry"] or DEFAULT_CARRY,
                                    classify_every=classify_every)
         source = VideoSource(video)
         with tempfile.TemporaryDirectory() as d:

@@ -22,7 +22,7 @@ from typing import Union
 
 import numpy as np
 
-from fer_edge.runtime.carry import CARRY_MODES
+from fer_edge.runtime.carry import CARRY_MODES, DEFAULT_CARRY
 from fer_edge.runtime.classifier import MAX_BATCH, EmotionClassifier, load_classifier
 from fer_edge.runtime.detectors import FaceDetector, create_detector
 from fer_edge.runtime.errors import FerEdgeError
@@ -89,8 +89,8 @@ class EmotionRecognizer:
     0 = full size), ``crop_margin`` (default: the model's), ``smooth`` (weight of the newest frame when a video
     or camera is smoothed per tracked face, in (0, 1]; None turns smoothing and label hysteresis off, and tracking
     too when ``detect_every`` is 1), ``detect_every`` (video/camera: full detection on every N-th frame, boxes
-    carried in between), ``carry`` (``"roi"``: re-detection in a region around each face; ``"mosaic"``: the
-    same, all regions in one detector call; ``"motion"``),
+    carried in between), ``carry`` (``"mosaic"``, the default: re-detection in a region around each face,
+    all regions in one detector call; ``"roi"``: one call per region; ``"motion"``),
     ``hold_margin`` / ``hold_frames`` (label hysteresis: a face's label changes when another class leads it by
     the margin, or for that many frames in a row; ``hold_frames=1`` is off), ``classify_every`` (video/camera
     with tracking: each face is classified on every K-th frame, staggered across faces, and shows its smoothed
@@ -114,7 +114,7 @@ class EmotionRecognizer:
                  detector_model: str | os.PathLike | None = None, detector_config: str | os.PathLike | None = None,
                  score_threshold: float | None = None, min_face: int = 20, detect_size: int | None = None,
                  crop_margin: float | None = None, smooth: float | None = 0.5, detect_every: int = DETECT_EVERY,
-                 carry: str = "roi", hold_margin: float = HOLD_MARGIN, hold_frames: int = HOLD_FRAMES,
+                 carry: str = DEFAULT_CARRY, hold_margin: float = HOLD_MARGIN, hold_frames: int = HOLD_FRAMES,
                  overlap: bool = False, classify_every: int = CLASSIFY_EVERY, detector_engine: str = "onnxruntime"):
         if smooth is not None and not 0.0 < smooth <= 1.0:
             raise FerEdgeError(f"smooth {smooth} is outside (0, 1] (None turns smoothing off)")

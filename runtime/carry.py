@@ -11,10 +11,11 @@ Two ways, chosen by measurement (``benchmarks/sweep_detect.py``):
   force a full detection on every frame (on the Hamilton video one such face did so on 46 of 275 frames).
 * ``mosaic``: ``roi`` with the regions of all tracks of a frame tiled side by side into one mosaic (up to
   ``MOSAIC_COLS`` per row, ``MOSAIC_TILES`` per call) and the region detector run once on it: about 1.0 ms per
-  face instead of 1.4-1.7 for one call per region (YuNet, one thread); a face belongs to the tile its box centre
-  falls in. The same faces (recall), boxes a few pixels apart from ``roi``'s, and that moves labels: on the
-  Hamilton video label agreement with every-frame detection is 96.7% against 97.7% for ``roi``
-  (benchmarks/results/detect-sweep/mosaic/), so ``roi`` stays the default.
+  face instead of 1.4-1.7 for one call per region (YuNet in OpenCV, one thread); a face belongs to the tile its
+  box centre falls in. The default: with YuNet in ONNX Runtime it finds the same faces as ``roi`` on the Hamilton
+  video (98.6% of the 640 px every-frame faces), agrees as often with every-frame labels (96.7% vs 96.8%), switches
+  labels less (0.49 vs 0.53 per track-second) and spends about 13% less time locating faces
+  (benchmarks/results/detect-sweep/mosaic-onnxruntime/).
 * ``motion``: each box is moved by its track's velocity (constant velocity); nothing is ever lost.
 """
 
@@ -27,12 +28,13 @@ from .detectors import FaceDetector
 from .tracker import Track, iou_matrix
 
 CARRY_MODES = ("roi", "mosaic", "motion")
+DEFAULT_CARRY = "mosaic"  # chosen by measurement: benchmarks/results/detect-sweep/README.md (issue 16)
 BLIND_AFTER = 2  # a track lost in its region this often, and found at once by full detection, is carried by motion
 MOSAIC_COLS, MOSAIC_TILES = 4, 8  # regions per mosaic row, and per detector call
 
 
 class BoxCarrier:
-    def __init__(self, detector: FaceDetector, mode: str = "roi", roi_size: int = 96, context: float = 2.0,
+    def __init__(self, detector: FaceDetector, mode: str = DEFAULT_CARRY, roi_size: int = 96, context: float = 2.0,
                  keep_score: float | None = None):
         """``keep_score``: the detector score a tracked face must keep in its region (default: the detector's
         threshold less 0.2, a band that stops faces scoring near the threshold from forcing full detections over

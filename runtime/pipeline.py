@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .carry import BoxCarrier
+from .carry import DEFAULT_CARRY, BoxCarrier
 from .classifier import MAX_BATCH, EmotionClassifier
 from .detectors import FaceDetector
 from .preprocess import FaceBatcher, crop_regions
@@ -59,7 +59,7 @@ class EmotionPipeline:
     """
 
     def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, crop_margin: float | None = None,
-                 tracker: FaceTracker | None = None, detect_every: int = 1, carry: str = "roi",
+                 tracker: FaceTracker | None = None, detect_every: int = 1, carry: str = DEFAULT_CARRY,
                  roi_size: int = 96, keep_score: float | None = None, classify_every: int = 1):
         if detect_every < 1 or classify_every < 1:
             raise ValueError("detect_every and classify_every must be at least 1")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from fer_edge.cli_args import EXIT_OK, EXIT_PARTIAL, camera_arg, detect_size, positive_int
-from fer_edge.runtime.carry import CARRY_MODES
+from fer_edge.runtime.carry import CARRY_MODES, DEFAULT_CARRY
 from fer_edge.runtime.detectors import YUNET_ENGINES
 from fer_edge.runtime.errors import FerEdgeError
 from fer_edge.runtime.pipeline import CLASSIFY_EVERY, DETECT_EVERY
@@ -56,11 +56,11 @@ def add_parser(sub) -> None:
                    help="video/camera: classify each tracked face on every K-th frame (staggered across faces, a "
                    "new face at once); in between it keeps its smoothed probabilities and label (default "
                    f"{CLASSIFY_EVERY})")
-    d.add_argument("--carry", choices=CARRY_MODES, default="roi", help="how boxes are carried between full "
-                   "detections: 'roi' re-detects each face in a small region around it (default; a face the region "
-                   "cannot see, lost there twice while full detection finds it, moves at its last speed), 'mosaic' "
-                   "does the same with all regions in one detector call (less detection time with several faces, "
-                   "boxes a few pixels apart), 'motion' moves boxes at their last speed")
+    d.add_argument("--carry", choices=CARRY_MODES, default=DEFAULT_CARRY, help="how boxes are carried between "
+                   "full detections: 'mosaic' re-detects each face in a small region around it, all regions tiled "
+                   "into one detector call (default), 'roi' the same with one call per region; a face its region "
+                   "cannot see (lost there twice while full detection finds it) moves at its last speed; 'motion' "
+                   "moves every box at its last speed")
     d.add_argument("--max-megapixels", type=positive_int, default=120, metavar="MP", help="refuse images larger "
                    "than this, from their header, before decoding (120; the run needs about 6 bytes a pixel)")
     d.add_argument("--crop-margin", type=float, metavar="X", help="margin around a face box as a fraction of "

@@ -14,8 +14,8 @@ Two ways, chosen by measurement (``benchmarks/sweep_detect.py``):
   face instead of 1.4-1.7 for one call per region (YuNet in OpenCV, one thread); a face belongs to the tile its
   box centre falls in. The default: with YuNet in ONNX Runtime it finds the same faces as ``roi`` on the Hamilton
   video (98.6% of the 640 px every-frame faces), agrees as often with every-frame labels (96.7% vs 96.8%), switches
-  labels less (0.49 vs 0.53 per track-second) and spends about 13% less time locating faces
-  (benchmarks/results/detect-sweep/mosaic-onnxruntime/).
+  labels less (0.49 vs 0.53 per track-second) and spends about 7% less time locating faces
+  (benchmarks/results/detect-sweep/mosaic-onnxruntime/, benchmarks/results/locate-cost/).
 * ``motion``: each box is moved by its track's velocity (constant velocity); nothing is ever lost.
 """
 

@@ -114,7 +114,7 @@ class YuNetDetector(FaceDetector):
     """YuNet; by default at 480 px on the longest side: the smallest size that keeps the recall of 640 px on the
     shared photos, VOC face boxes and videos within 1 point (benchmarks/results/detect-sweep/size.md).
 
-    ``engine``: ``"onnxruntime"`` (default; the same model and decoding as OpenCV's, boxes within 1e-4 px, about
+    ``engine``: ``"onnxruntime"`` (default; the same model and decoding as OpenCV's, boxes within 2e-4 px, about
     2x faster: :mod:`.yunet_onnxruntime`) or ``"opencv"`` (``cv2.FaceDetectorYN``). ``threads``: ONNX Runtime's
     (OpenCV's come from ``cv2.setNumThreads``)."""
 

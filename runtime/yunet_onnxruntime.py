@@ -1,7 +1,8 @@
 """YuNet run by ONNX Runtime: the same model file, input and decoding as OpenCV's ``cv2.FaceDetectorYN``.
 
 OpenCV's DNN module runs YuNet's small convolutions slowly: on one thread of a 2-core AVX2 machine a 480x270 frame
-took 16.5 ms there and 6.8 ms in ONNX Runtime, a 96x96 region 1.8 against 0.7 ms (``benchmarks/results/yunet-engine/``).
+took 13.3 ms there and 6.9 ms in ONNX Runtime, a 96x96 region 1.02 against 0.57 ms
+(``benchmarks/results/locate-cost/``).
 The shipped ``face_detection_yunet_2023mar.onnx`` declares a fixed 640x640 input (OpenCV ignores it); the file is
 loaded with its input's height and width made free and the shapes recorded for 640x640 dropped, in memory, by
 editing the protobuf directly (no ``onnx`` package). Decoding follows OpenCV 4.8's ``FaceDetectorYN``: the frame is

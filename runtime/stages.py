@@ -38,7 +38,7 @@ def available_cores() -> int:
 class StageThreads:
     """Inference threads per stage of the run loop. None: the library's own default."""
 
-    detector: int | None  # OpenCV's threads (cv2.setNumThreads): the face detector
+    detector: int | None  # the face detector's: YuNet's ONNX Runtime threads and OpenCV's (cv2.setNumThreads)
     classifier: int | None  # the classifier's inference threads
     overlap: bool  # the detector runs in a thread of its own beside the classifier
 
@@ -48,8 +48,8 @@ def stage_threads(threads: int | None, overlap: bool = True) -> StageThreads:
 
     With 2 or more and ``overlap``, the two stages run side by side, the detector taking the larger half (on
     2 cores, 1 each: one thread per stage beats two threads inside each stage taking turns, because the small
-    inputs of a frame loop scale poorly across threads; benchmarks/results/shipped/). Otherwise every stage
-    gets all of them, one after another.
+    inputs of a frame loop scale poorly across threads; benchmarks/results/run-loop-default/). Otherwise every
+    stage gets all of them, one after another.
     """
     total = threads if threads else available_cores()
     if not overlap or total < 2:
@@ -246,8 +246,12 @@ class Locator:
             return None
         return item
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Locate no more frames (the thread ends once its current frame is done or the reader ends)."""
         self._stop.set()
+
+    def close(self) -> None:
+        self.stop()
         self._thread.join(timeout=5)
 
 
@@ -370,7 +374,7 @@ def run_loop_threaded(source, pipeline: EmotionPipeline, sinks: list, draw: bool
         stats.interrupted = True
     finally:
         if locator is not None:
-            locator._stop.set()
+            locator.stop()  # before the reader closes, so the detect thread takes no new frame from it
         reader.close()
         if locator is not None:
             locator.close()

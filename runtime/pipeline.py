@@ -93,11 +93,15 @@ class EmotionPipeline:
         self.full_detections += 1
         return self.detector.detect(image), None
 
+    def _reserve(self, n: int) -> None:
+        """Grow the reused probability buffer (once, doubling) to hold ``n`` faces."""
+        if n > len(self._probs):
+            self._probs = np.empty((max(n, 2 * len(self._probs)), len(self.classes)), np.float32)
+
     def classify(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Probabilities (n, classes) for every box, in batches of up to ``MAX_BATCH``; a reused buffer."""
         n = len(boxes)
-        if n > len(self._probs):
-            self._probs = np.empty((max(n, 2 * len(self._probs)), len(self.classes)), np.float32)
+        self._reserve(n)
         self.classified += n
         h, w = image.shape[:2]
         rects = crop_regions(boxes, self.batcher.margin, w, h)
@@ -153,8 +157,7 @@ class EmotionPipeline:
         n = len(boxes)
         if fresh.all():
             return self.classify(image, boxes)
-        if n > len(self._probs):
-            self._probs = np.empty((max(n, 2 * len(self._probs)), len(self.classes)), np.float32)
+        self._reserve(n)
         idx = np.flatnonzero(fresh)
         if len(idx):
             got = self.classify(image, boxes[idx])

@@ -163,6 +163,11 @@ class FrameReader:
 
     _done = False
 
+    @property
+    def reads_ahead(self) -> bool:
+        """Frames are decoded in a thread of their own into buffers no later frame overwrites."""
+        return self._thread is not None
+
     def get(self):
         """The next frame (the newest one for a camera), or None at the end of the source."""
         if self._thread is None:
@@ -338,7 +343,7 @@ def run_loop_threaded(source, pipeline: EmotionPipeline, sinks: list, draw: bool
     t_start = time.perf_counter()
     reader = FrameReader(source)
     # a source read in this thread may reuse its buffer for the next frame: then no reading ahead
-    locator = Locator(reader, pipeline) if overlap and reader._thread is not None else None
+    locator = Locator(reader, pipeline) if overlap and reader.reads_ahead else None
     writer = SinkWriter(files, reader.release)
     overlay = _Overlay(timings) if any(hasattr(s, "overlay") for s in main) else None
     try:

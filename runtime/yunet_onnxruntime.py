@@ -120,7 +120,8 @@ class YuNetOnnxRuntime:
                 self._binding.bind_output(f"{kind}_{s}", "cpu", 0, np.float32, list(buf.shape), buf.ctypes.data)
             idx = np.arange(n)
             self._cells.append((s, (idx % cols).astype(np.float32), (idx // cols).astype(np.float32),
-                                np.empty(n, np.float32)))
+                                np.empty(n, np.float32), self._out[f"cls_{s}"][0, :, 0],
+                                self._out[f"obj_{s}"][0, :, 0], self._out[f"bbox_{s}"][0]))
 
     def detect(self, image: np.ndarray, score_threshold: float, nms_threshold: float, top_k: int = 5000
                ) -> np.ndarray:
@@ -131,14 +132,13 @@ class YuNetOnnxRuntime:
         np.copyto(self._blob[0, :, :h, :w], image.transpose(2, 0, 1), casting="unsafe")
         self.session.run_with_iobinding(self._binding)
         parts = []
-        for s, cx, cy, score in self._cells:
-            cls, obj = self._out[f"cls_{s}"][0, :, 0], self._out[f"obj_{s}"][0, :, 0]
+        for s, cx, cy, score, cls, obj, bbox in self._cells:
             np.multiply(np.clip(cls, 0.0, 1.0), np.clip(obj, 0.0, 1.0), out=score)
             np.sqrt(score, out=score)
             keep = np.flatnonzero(score >= score_threshold)
             if len(keep) == 0:
                 continue
-            b = self._out[f"bbox_{s}"][0, keep]
+            b = bbox[keep]
             box = np.empty((len(keep), 5), np.float32)
             bw, bh = np.exp(b[:, 2]) * s, np.exp(b[:, 3]) * s
             box[:, 0] = (cx[keep] + b[:, 0]) * s - bw / 2

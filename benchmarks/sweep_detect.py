@@ -12,6 +12,10 @@
   detection (full + carried) per frame, and how often a lost track forced a full detection.
 * ``hold``: label hysteresis (margin, frames) replayed on the smoothed probabilities of the every-frame run at
   640 px (today's loop) and of the chosen configuration: label switches per track-second and agreement.
+* ``threshold``: YuNet at each (``--sizes``, ``--scores``): the size part's recall plus the boxes that match no
+  labelled face, against 640 px at the default score.
+* ``floor``: how far labels move between every-frame runs that differ only in detect size (+-16 px): the label
+  agreement no carry scheme can beat.
 
 Data: ``$FER_EDGE_SHARED`` (default ../shared): media/ and datasets/fer2013/val. Writes ``<part>.json`` and
 ``<part>.md`` into ``--out``.
@@ -79,37 +83,50 @@ def video_frames(path: Path, step: int = 1) -> list[np.ndarray]:
     return frames
 
 
-def part_size(sizes, video_step: int) -> dict:
+def labelled_faces(n_pasted: int) -> dict:
+    """The labelled detection data: VOC face boxes and counted photos (name -> (truth, image)), and ``n_pasted``
+    FER2013 val faces pasted into VOC frames as ``fer-edge benchmark`` pastes them (frames, boxes per frame)."""
     from fer_edge.benchmarks.e2e import paste_faces
-    from fer_edge.runtime.detectors import create_detector
-
-    media = shared() / "media"
-    manifest = json.loads((media / "manifest.json").read_text())["images"]
-    dets = {s: create_detector("yunet", max_side=s) for s in sizes}
-    res = {s: {"size": s} for s in sizes}
-    # VOC boxes
-    voc = voc_boxes(media)
-    for s, d in dets.items():
-        found = sum(matched(b, d.detect(cv2.imread(str(media / f)))) for f, b in voc.items())
-        res[s]["voc_found"], res[s]["voc_boxes"] = found, sum(len(b) for b in voc.values())
-    # counted photos (faces found / faces counted by eye, capped at the count)
-    photos = {f: m["faces"] for f, m in manifest.items() if "boxes" not in m}
-    for s, d in dets.items():
-        res[s]["photos_found"] = sum(min(len(d.detect(cv2.imread(str(media / f)))), n) for f, n in photos.items())
-        res[s]["photos_faces"] = sum(photos.values())
-    # pasted FER2013 faces
     from fer_edge.classes import EMOTIONS
     from fer_edge.data import resolve_eval_data
 
+    media = shared() / "media"
+    manifest = json.loads((media / "manifest.json").read_text())["images"]
+    voc = {f: (b, cv2.imread(str(media / f))) for f, b in voc_boxes(media).items()}
+    photos = {f: (m["faces"], cv2.imread(str(media / f))) for f, m in manifest.items() if "boxes" not in m}
     ds = resolve_eval_data(str(shared() / "datasets" / "fer2013" / "val"), EMOTIONS, None, size=None,
                            log=lambda m: None)
-    pick = np.sort(np.random.default_rng(1).permutation(len(ds))[:400])
-    bgs = [cv2.imread(str(p)) for p in sorted(media.glob("voc_*.jpg"))]
-    frames, truth = paste_faces(ds.images[pick], bgs, per_frame=4, seed=1)
-    for s, d in dets.items():
-        res[s]["pasted_found"] = sum(matched(t, d.detect(f)) for f, t in zip(frames, truth))
-        res[s]["pasted_faces"] = sum(len(t) for t in truth)
-    # videos: faces per frame, recall of the 640 px boxes, ms per frame (all sizes on each frame in turn)
+    pick = np.sort(np.random.default_rng(1).permutation(len(ds))[:n_pasted])
+    frames, truth = paste_faces(ds.images[pick], [cv2.imread(str(p)) for p in sorted(media.glob("voc_*.jpg"))],
+                                per_frame=4, seed=1)
+    return {"voc": voc, "photos": photos, "pasted": (frames, truth)}
+
+
+def recall_on(detector, data: dict) -> dict:
+    """Boxes found (and boxes matching nothing, or over the count) on each kind of :func:`labelled_faces`."""
+    r = {}
+    found = [(b, detector.detect(im)) for b, im in data["voc"].values()]
+    r["voc_found"], r["voc_boxes"] = sum(matched(b, f) for b, f in found), sum(len(b) for b, _ in found)
+    r["voc_unmatched"] = sum(len(f) - matched(b, f) for b, f in found)
+    counts = [(n, len(detector.detect(im))) for n, im in data["photos"].values()]
+    r["photos_found"], r["photos_faces"] = sum(min(k, n) for n, k in counts), sum(n for n, _ in counts)
+    r["photos_over"] = sum(max(0, k - n) for n, k in counts)
+    frames, truth = data["pasted"]
+    got = [(t, detector.detect(f)) for f, t in zip(frames, truth)]
+    r["pasted_found"], r["pasted_faces"] = sum(matched(t, b) for t, b in got), sum(len(t) for t in truth)
+    r["pasted_unmatched"] = sum(len(b) - matched(t, b) for t, b in got)
+    return r
+
+
+def part_size(sizes, video_step: int, n_pasted: int) -> dict:
+    """YuNet at each longest side: :func:`recall_on` the labelled data, and on the videos faces per frame, recall
+    of the largest size's boxes and ms per frame (every size on each frame in turn)."""
+    from fer_edge.runtime.detectors import create_detector
+
+    media = shared() / "media"
+    dets = {s: create_detector("yunet", max_side=s) for s in sizes}
+    data = labelled_faces(n_pasted)
+    res = {s: {"size": s, **recall_on(d, data)} for s, d in dets.items()}
     for v in VIDEOS:
         frames = video_frames(media / v, video_step)
         times = {s: [] for s in sizes}
@@ -131,38 +148,18 @@ def part_size(sizes, video_step: int) -> dict:
 
 def part_threshold(configs: list[tuple[int, float]], n_pasted: int, video_step: int) -> dict:
     """Recall and extra boxes of YuNet at each (max side, score threshold), against 640 px at the default score:
-    VOC boxes, counted photos, ``n_pasted`` pasted FER2013 val faces, and the boxes of the shared videos."""
-    from fer_edge.benchmarks.e2e import paste_faces
-    from fer_edge.classes import EMOTIONS
-    from fer_edge.data import resolve_eval_data
+    :func:`recall_on` the labelled data, and the boxes of the shared videos."""
     from fer_edge.runtime.detectors import create_detector
 
     media = shared() / "media"
-    manifest = json.loads((media / "manifest.json").read_text())["images"]
     dets = {c: create_detector("yunet", max_side=c[0], score_threshold=c[1]) for c in configs}
     ref = create_detector("yunet", max_side=640)
-    res = {c: {"size": c[0], "score": c[1]} for c in configs}
-    voc = {f: (b, cv2.imread(str(media / f))) for f, b in voc_boxes(media).items()}
-    photos = {f: (n, cv2.imread(str(media / f))) for f, m in manifest.items() if "boxes" not in m
-              for n in [m["faces"]]}
-    ds = resolve_eval_data(str(shared() / "datasets" / "fer2013" / "val"), EMOTIONS, None, size=None,
-                           log=lambda m: None)
-    pick = np.sort(np.random.default_rng(1).permutation(len(ds))[:n_pasted])
-    frames, truth = paste_faces(ds.images[pick], [cv2.imread(str(p)) for p in sorted(media.glob("voc_*.jpg"))],
-                                per_frame=4, seed=1)
+    data = labelled_faces(n_pasted)
     videos = {v: video_frames(media / v, video_step) for v in VIDEOS}
     ref_boxes = {v: [ref.detect(f) for f in fr] for v, fr in videos.items()}
+    res = []
     for c, d in dets.items():
-        r = res[c]
-        found = [(b, d.detect(im)) for b, im in voc.values()]
-        r["voc_found"], r["voc_boxes"] = sum(matched(b, f) for b, f in found), sum(len(b) for b, _ in voc.values())
-        r["voc_unmatched"] = sum(len(f) - matched(b, f) for b, f in found)
-        counts = [(n, len(d.detect(im))) for n, im in photos.values()]
-        r["photos_found"], r["photos_faces"] = sum(min(k, n) for n, k in counts), sum(n for n, _ in counts)
-        r["photos_over"] = sum(max(0, k - n) for n, k in counts)
-        got = [(t, d.detect(f)) for f, t in zip(frames, truth)]
-        r["pasted_found"], r["pasted_faces"] = sum(matched(t, b) for t, b in got), sum(len(t) for t in truth)
-        r["pasted_unmatched"] = sum(len(b) - matched(t, b) for t, b in got)
+        r = {"size": c[0], "score": c[1], **recall_on(d, data)}
         for v, fr in videos.items():
             boxes = [d.detect(f) for f in fr]
             hit = sum(matched(rb, b) for rb, b in zip(ref_boxes[v], boxes))
@@ -171,7 +168,8 @@ def part_threshold(configs: list[tuple[int, float]], n_pasted: int, video_step: 
                     "recall_of_640": hit / max(n_ref, 1),
                     "not_in_640_per_frame": (sum(len(b) for b in boxes) - hit) / len(fr)}
         print(r, flush=True)
-    return {"reference": f"yunet 640 px, score {ref.score_threshold:.2f}", "configs": list(res.values())}
+        res.append(r)
+    return {"reference": f"yunet 640 px, score {ref.score_threshold:.2f}", "configs": res}
 
 
 def run_video(path: Path, model: str, size: int, every: int, carry: str, hold: Hysteresis | None,
@@ -253,12 +251,162 @@ def md_table(head: list[str], rows: list[list]) -> list[str]:
             + " |"] + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
 
 
+def _pct(found: int, total: int) -> str:
+    return f"{found}/{total} ({100 * found / total:.1f}%)"
+
+
+def report_size(args, model: str) -> tuple[dict, list[str]]:
+    r = part_size(sorted(args.sizes), args.video_step, args.pasted or 400)
+    rows = []
+    for s in r["sizes"]:
+        h, w = s[VIDEOS[0]], s[VIDEOS[1]]
+        rows.append([s["size"], f"{s['voc_found']}/{s['voc_boxes']}", f"{s['photos_found']}/{s['photos_faces']}",
+                     _pct(s["pasted_found"], s["pasted_faces"]),
+                     f"{h['faces_per_frame']:.2f}", f"{100 * h['recall_of_640']:.1f}%", f"{h['median_ms']:.1f}",
+                     f"{w['faces_per_frame']:.2f}", f"{100 * w['recall_of_640']:.1f}%", f"{w['median_ms']:.1f}"])
+    return r, md_table(["max side", "VOC boxes found", "counted photos: faces found", "pasted faces found",
+                        "hamilton faces/frame", "hamilton recall of 640 px boxes", "hamilton ms/frame",
+                        "woman faces/frame", "woman recall of 640 px boxes", "woman ms/frame"], rows)
+
+
+def report_threshold(args, model: str) -> tuple[dict, list[str]]:
+    r = part_threshold([(z, sc) for z in sorted(args.sizes) for sc in args.scores], args.pasted or 1200,
+                       args.video_step)
+    rows = []
+    for c in r["configs"]:
+        h, w = c[VIDEOS[0]], c[VIDEOS[1]]
+        rows.append([c["size"], f"{c['score']:.2f}", f"{c['voc_found']}/{c['voc_boxes']} (+{c['voc_unmatched']})",
+                     f"{c['photos_found']}/{c['photos_faces']} (+{c['photos_over']})",
+                     f"{_pct(c['pasted_found'], c['pasted_faces'])} (+{c['pasted_unmatched']})",
+                     f"{h['faces_per_frame']:.2f}", f"{100 * h['recall_of_640']:.1f}%",
+                     f"{h['not_in_640_per_frame']:.2f}", f"{w['faces_per_frame']:.2f}",
+                     f"{100 * w['recall_of_640']:.1f}%", f"{w['not_in_640_per_frame']:.2f}"])
+    lines = [f"Reference: {r['reference']} (today's default score). (+k): boxes that match no labelled face (VOC, "
+             "pasted) or exceed the faces counted by eye (photos). Videos: every "
+             f"{args.video_step}-th frame; 'not in 640' is boxes per frame that match no box of the reference.", ""]
+    return r, lines + md_table(["max side", "score", "VOC boxes found (+unmatched)", "counted photos found (+over)",
+                                "pasted faces found (+unmatched)", "hamilton faces/frame", "hamilton recall of 640 px",
+                                "hamilton not in 640 /frame", "woman faces/frame", "woman recall of 640 px",
+                                "woman not in 640 /frame"], rows)
+
+
+def report_floor(args, model: str) -> tuple[dict, list[str]]:
+    from fer_edge.runtime.classifier import load_classifier
+
+    classes = load_classifier(model).classes
+    media = shared() / "media"
+    hold = Hysteresis(args.margins[0], args.hold_frames[0])
+    rows, res = [], []
+    for v in VIDEOS:
+        runs = {(z, 1): run_video(media / v, model, z, 1, "roi", None, args.threads)
+                for z in (args.size, args.size - 16, args.size + 16)}
+        runs[(args.size, args.every[0])] = run_video(media / v, model, args.size, args.every[0], args.carry[0],
+                                                     None, args.threads)
+        base = switches(runs[(args.size, 1)], classes, hold)[1]["frames"]
+        for (z, n), run in runs.items():
+            if (z, n) == (args.size, 1):
+                continue
+            agree = compare(base, switches(run, classes, hold)[1]["frames"])[1]
+            raw = compare(runs[(args.size, 1)]["frames"], run["frames"])[1]
+            res.append({"video": v, "size": z, "every": n, "agreement": agree, "agreement_no_hysteresis": raw})
+            rows.append([v, z, n, f"{100 * agree:.1f}%", f"{100 * raw:.1f}%"])
+            print(rows[-1], flush=True)
+    lines = [f"Label agreement (faces both runs found, IoU >= 0.3) with detection on every frame at {args.size} "
+             f"px, hysteresis {hold.margin}/{hold.frames} on both sides (and without hysteresis: smoothed "
+             "argmax). The other every-frame runs differ from it only in detect size: how far the labels move "
+             "when the boxes move by a few pixels, the floor for any carry scheme.", ""]
+    return {"runs": res}, lines + md_table(["video", "detect size", "detect every", "agreement",
+                                            "agreement without hysteresis"], rows)
+
+
+def report_every(args, model: str) -> tuple[dict, list[str]]:
+    from fer_edge.runtime.classifier import load_classifier
+
+    classes = load_classifier(model).classes
+    media = shared() / "media"
+    runs, rows = {}, []
+    for v in VIDEOS:
+        base640 = run_video(media / v, model, 640, 1, "roi", None, args.threads)
+        base = run_video(media / v, model, args.size, 1, "roi", None, args.threads)
+        for carry in args.carry:
+            for n in args.every:
+                r = base if n == 1 else run_video(media / v, model, args.size, n, carry, None, args.threads)
+                rec, agree, total = compare(base["frames"], r["frames"])
+                rec640, agree640, _ = compare(base640["frames"], r["frames"])
+                fpf = sum(len(f) for f in r["frames"]) / len(r["frames"])
+                row = {"video": v, "carry": carry, "every": n, "recall_of_every_frame": rec,
+                       "label_agreement": agree, "recall_of_640": rec640, "label_agreement_640": agree640,
+                       "faces_per_frame": fpf, "detect_ms": r["detect_ms"], "classify_ms": r["classify_ms"],
+                       "full_detection_share": r["full_detections"] / len(r["frames"])}
+                runs.setdefault(v, []).append(row)
+                rows.append([v, carry, n, f"{fpf:.2f}", f"{100 * rec:.1f}%", f"{100 * agree:.1f}%",
+                             f"{100 * rec640:.1f}%", f"{100 * agree640:.1f}%", f"{row['detect_ms']:.1f}",
+                             f"{row['classify_ms']:.1f}", f"{100 * row['full_detection_share']:.0f}%"])
+                print(rows[-1], flush=True)
+    lines = [f"YuNet at {args.size} px; ms per frame measured inside this sweep (not interleaved: compare "
+             "within a video only).", ""]
+    return {"runs": runs, "classes": list(classes)}, lines + md_table(
+        ["video", "carry", "detect every", "faces/frame", "recall of every-frame boxes",
+         "label agreement with every-frame", "recall of 640 px every-frame boxes",
+         "label agreement with 640 px every-frame", "detect ms/frame", "classify ms/frame",
+         "frames with full detection"], rows)
+
+
+def report_hold(args, model: str) -> tuple[dict, list[str]]:
+    from fer_edge.runtime.classifier import load_classifier
+
+    classes = load_classifier(model).classes
+    media = shared() / "media"
+    rows, res = [], []
+    for v in VIDEOS:
+        old = run_video(media / v, model, 640, 1, "roi", None, args.threads)
+        same = run_video(media / v, model, args.size, 1, "roi", None, args.threads)
+        base_sw, _ = switches(old, classes)
+        for ce in args.classify_every:
+            new = run_video(media / v, model, args.size, args.every[0], args.carry[0], None, args.threads, ce)
+            for m in args.margins:
+                for k in args.hold_frames:
+                    hold = Hysteresis(m, k)
+                    if hold.off and (m, k) != (0.0, 1):
+                        continue
+                    sw_old, lab_old = switches(old, classes, hold)
+                    sw_same, lab_same = switches(same, classes, hold)
+                    sw_new, lab_new = switches(new, classes, hold)
+                    _, agree_today, _ = compare(old["frames"], lab_old["frames"])
+                    _, agree_same, _ = compare(lab_same["frames"], lab_new["frames"])
+                    _, agree_640, _ = compare(lab_old["frames"], lab_new["frames"])
+                    res.append({"video": v, "classify_every": ce, "classified_share": new["classified_share"],
+                                "margin": m, "frames": k, "switches_per_track_s_today": base_sw,
+                                "switches_per_track_s_640_every_frame": sw_old,
+                                "switches_per_track_s_every_frame": sw_same, "switches_per_track_s_new": sw_new,
+                                "agreement_640_with_today": agree_today,
+                                "agreement_new_with_every_frame_same_hold": agree_same,
+                                "agreement_new_with_640_every_frame_same_hold": agree_640})
+                    rows.append([v, ce, f"{100 * new['classified_share']:.0f}%", m, k, f"{base_sw:.3f}",
+                                 f"{sw_old:.3f}", f"{sw_new:.3f}", f"{sw_new / base_sw:.2f}",
+                                 f"{100 * agree_today:.1f}%", f"{100 * agree_same:.1f}%", f"{100 * agree_640:.1f}%"])
+                    print(rows[-1], flush=True)
+    lines = [f"'today': 640 px, every frame, smoothing 0.5, no hysteresis. 'new': {args.size} px, detect every "
+             f"{args.every[0]}, carry {args.carry[0]}. Each hysteresis is replayed on the recorded smoothed "
+             "probabilities of each run (exact: it changes labels only). Agreement: labels of the faces both "
+             "runs found (IoU >= 0.3), same hysteresis on both sides.", ""]
+    return {"runs": res}, lines + md_table(
+        ["video", "classify every", "faces classified", "margin", "frames", "switches/track-s today",
+         "switches/track-s 640 every frame with this hysteresis", "switches/track-s new", "new / today",
+         "labels 640 with / without this hysteresis", "agreement new vs every frame (same size)",
+         "agreement new vs 640 every frame"], rows)
+
+
+PARTS = {"size": report_size, "every": report_every, "hold": report_hold, "threshold": report_threshold,
+         "floor": report_floor}
+
+
 def main() -> None:
     from fer_edge.machine import machine_summary
     from fer_edge.runtime.models import default_classifier_path
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("size", "every", "hold", "threshold", "floor"), required=True)
+    ap.add_argument("--part", choices=tuple(PARTS), required=True)
     ap.add_argument("--out", default="benchmarks/results/detect-sweep")
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--video-step", type=int, default=2, help="size part: every k-th video frame")
@@ -273,156 +421,22 @@ def main() -> None:
                     help="hold part: classify each tracked face on every K-th frame in the new loop")
     ap.add_argument("--scores", type=float, nargs="+", default=[0.5, 0.6, 0.7],
                     help="threshold part: YuNet score thresholds (each with each of --sizes)")
-    ap.add_argument("--pasted", type=int, default=1200, help="threshold part: FER2013 val faces pasted into frames")
+    ap.add_argument("--pasted", type=int, default=None,
+                    help="size and threshold parts: FER2013 val faces pasted into frames (400 and 1200)")
     args = ap.parse_args()
     os.environ.setdefault("FER_EDGE_HOME", str(shared()))  # the detector files under shared/models
     cv2.setNumThreads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = str(default_classifier_path())
-    media = shared() / "media"
     report = {"part": args.part, "machine": machine_summary(args.threads), "command":
               "python -m fer_edge.benchmarks.sweep_detect " + " ".join(os.sys.argv[1:])}
     lines = [f"# detection sweep: {args.part}", "", f"- command: `{report['command']}`",
              f"- machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, {args.threads} thread(s); "
              f"ISA: {report['machine']['isa']}", f"- classifier: {model}", ""]
-    if args.part == "size":
-        r = part_size(sorted(args.sizes), args.video_step)
-        report.update(r)
-        rows = []
-        for s in r["sizes"]:
-            h, w = s[VIDEOS[0]], s[VIDEOS[1]]
-            pasted = f"{s['pasted_found']}/{s['pasted_faces']} ({100 * s['pasted_found'] / s['pasted_faces']:.1f}%)"
-            rows.append([s["size"], f"{s['voc_found']}/{s['voc_boxes']}", f"{s['photos_found']}/{s['photos_faces']}",
-                         pasted,
-                         f"{h['faces_per_frame']:.2f}", f"{100 * h['recall_of_640']:.1f}%", f"{h['median_ms']:.1f}",
-                         f"{w['faces_per_frame']:.2f}", f"{100 * w['recall_of_640']:.1f}%", f"{w['median_ms']:.1f}"])
-        lines += md_table(["max side", "VOC boxes found", "counted photos: faces found", "pasted faces found",
-                           "hamilton faces/frame", "hamilton recall of 640 px boxes", "hamilton ms/frame",
-                           "woman faces/frame", "woman recall of 640 px boxes", "woman ms/frame"], rows)
-    elif args.part == "threshold":
-        r = part_threshold([(z, sc) for z in sorted(args.sizes) for sc in args.scores], args.pasted,
-                           args.video_step)
-        report.update(r)
-        rows = []
-        for c in r["configs"]:
-            h, w = c[VIDEOS[0]], c[VIDEOS[1]]
-            rows.append([c["size"], f"{c['score']:.2f}", f"{c['voc_found']}/{c['voc_boxes']} (+{c['voc_unmatched']})",
-                         f"{c['photos_found']}/{c['photos_faces']} (+{c['photos_over']})",
-                         f"{c['pasted_found']}/{c['pasted_faces']} ({100 * c['pasted_found'] / c['pasted_faces']:.1f}%)"
-                         f" (+{c['pasted_unmatched']})",
-                         f"{h['faces_per_frame']:.2f}", f"{100 * h['recall_of_640']:.1f}%",
-                         f"{h['not_in_640_per_frame']:.2f}", f"{w['faces_per_frame']:.2f}",
-                         f"{100 * w['recall_of_640']:.1f}%", f"{w['not_in_640_per_frame']:.2f}"])
-        lines += [f"Reference: {r['reference']} (today's default score). (+k): boxes that match no labelled face (VOC, "
-                  "pasted) or exceed the faces counted by eye (photos). Videos: every "
-                  f"{args.video_step}-th frame; 'not in 640' is boxes per frame that match no box of the reference.",
-                  ""]
-        lines += md_table(["max side", "score", "VOC boxes found (+unmatched)", "counted photos found (+over)",
-                           "pasted faces found (+unmatched)", "hamilton faces/frame", "hamilton recall of 640 px",
-                           "hamilton not in 640 /frame", "woman faces/frame", "woman recall of 640 px",
-                           "woman not in 640 /frame"], rows)
-    elif args.part == "floor":
-        from fer_edge.runtime.classifier import load_classifier
-
-        classes = load_classifier(model).classes
-        hold = Hysteresis(args.margins[0], args.hold_frames[0])
-        rows, res = [], []
-        for v in VIDEOS:
-            runs = {(z, 1): run_video(media / v, model, z, 1, "roi", None, args.threads)
-                    for z in (args.size, args.size - 16, args.size + 16)}
-            runs[(args.size, args.every[0])] = run_video(media / v, model, args.size, args.every[0], args.carry[0],
-                                                         None, args.threads)
-            base = switches(runs[(args.size, 1)], classes, hold)[1]["frames"]
-            for (z, n), run in runs.items():
-                if (z, n) == (args.size, 1):
-                    continue
-                agree = compare(base, switches(run, classes, hold)[1]["frames"])[1]
-                raw = compare(runs[(args.size, 1)]["frames"], run["frames"])[1]
-                res.append({"video": v, "size": z, "every": n, "agreement": agree, "agreement_no_hysteresis": raw})
-                rows.append([v, z, n, f"{100 * agree:.1f}%", f"{100 * raw:.1f}%"])
-                print(rows[-1], flush=True)
-        report["runs"] = res
-        lines += [f"Label agreement (faces both runs found, IoU >= 0.3) with detection on every frame at {args.size} "
-                  f"px, hysteresis {hold.margin}/{hold.frames} on both sides (and without hysteresis: smoothed "
-                  "argmax). The other every-frame runs differ from it only in detect size: how far the labels move "
-                  "when the boxes move by a few pixels, the floor for any carry scheme.", ""]
-        lines += md_table(["video", "detect size", "detect every", "agreement", "agreement without hysteresis"], rows)
-    elif args.part == "every":
-        from fer_edge.runtime.classifier import load_classifier
-
-        classes = load_classifier(model).classes
-        runs, rows = {}, []
-        for v in VIDEOS:
-            base640 = run_video(media / v, model, 640, 1, "roi", None, args.threads)
-            base = run_video(media / v, model, args.size, 1, "roi", None, args.threads)
-            for carry in args.carry:
-                for n in args.every:
-                    r = base if n == 1 else run_video(media / v, model, args.size, n, carry, None, args.threads)
-                    rec, agree, total = compare(base["frames"], r["frames"])
-                    rec640, agree640, _ = compare(base640["frames"], r["frames"])
-                    fpf = sum(len(f) for f in r["frames"]) / len(r["frames"])
-                    row = {"video": v, "carry": carry, "every": n, "recall_of_every_frame": rec,
-                           "label_agreement": agree, "recall_of_640": rec640, "label_agreement_640": agree640,
-                           "faces_per_frame": fpf, "detect_ms": r["detect_ms"], "classify_ms": r["classify_ms"],
-                           "full_detection_share": r["full_detections"] / len(r["frames"])}
-                    runs.setdefault(v, []).append(row)
-                    rows.append([v, carry, n, f"{fpf:.2f}", f"{100 * rec:.1f}%", f"{100 * agree:.1f}%",
-                                 f"{100 * rec640:.1f}%", f"{100 * agree640:.1f}%", f"{row['detect_ms']:.1f}",
-                                 f"{row['classify_ms']:.1f}", f"{100 * row['full_detection_share']:.0f}%"])
-                    print(rows[-1], flush=True)
-        report["runs"] = runs
-        report["classes"] = list(classes)
-        lines += [f"YuNet at {args.size} px; ms per frame measured inside this sweep (not interleaved: compare "
-                  "within a video only).", ""]
-        lines += md_table(["video", "carry", "detect every", "faces/frame", "recall of every-frame boxes",
-                           "label agreement with every-frame", "recall of 640 px every-frame boxes",
-                           "label agreement with 640 px every-frame", "detect ms/frame", "classify ms/frame",
-                           "frames with full detection"], rows)
-    else:
-        from fer_edge.runtime.classifier import load_classifier
-
-        classes = load_classifier(model).classes
-        rows, res = [], []
-        for v in VIDEOS:
-            old = run_video(media / v, model, 640, 1, "roi", None, args.threads)
-            same = run_video(media / v, model, args.size, 1, "roi", None, args.threads)
-            base_sw, _ = switches(old, classes)
-            for ce in args.classify_every:
-                new = run_video(media / v, model, args.size, args.every[0], args.carry[0], None, args.threads, ce)
-                for m in args.margins:
-                    for k in args.hold_frames:
-                        hold = Hysteresis(m, k)
-                        if hold.off and (m, k) != (0.0, 1):
-                            continue
-                        sw_old, lab_old = switches(old, classes, hold)
-                        sw_same, lab_same = switches(same, classes, hold)
-                        sw_new, lab_new = switches(new, classes, hold)
-                        _, agree_today, _ = compare(old["frames"], lab_old["frames"])
-                        _, agree_same, _ = compare(lab_same["frames"], lab_new["frames"])
-                        _, agree_640, _ = compare(lab_old["frames"], lab_new["frames"])
-                        res.append({"video": v, "classify_every": ce, "classified_share": new["classified_share"],
-                                    "margin": m, "frames": k, "switches_per_track_s_today": base_sw,
-                                    "switches_per_track_s_640_every_frame": sw_old,
-                                    "switches_per_track_s_every_frame": sw_same, "switches_per_track_s_new": sw_new,
-                                    "agreement_640_with_today": agree_today,
-                                    "agreement_new_with_every_frame_same_hold": agree_same,
-                                    "agreement_new_with_640_every_frame_same_hold": agree_640})
-                        rows.append([v, ce, f"{100 * new['classified_share']:.0f}%", m, k, f"{base_sw:.3f}",
-                                     f"{sw_old:.3f}", f"{sw_new:.3f}",
-                                     f"{sw_new / base_sw:.2f}", f"{100 * agree_today:.1f}%", f"{100 * agree_same:.1f}%",
-                                     f"{100 * agree_640:.1f}%"])
-                        print(rows[-1], flush=True)
-        report["runs"] = res
-        lines += [f"'today': 640 px, every frame, smoothing 0.5, no hysteresis. 'new': {args.size} px, detect every "
-                  f"{args.every[0]}, carry {args.carry[0]}. Each hysteresis is replayed on the recorded smoothed "
-                  "probabilities of each run (exact: it changes labels only). Agreement: labels of the faces both "
-                  "runs found (IoU >= 0.3), same hysteresis on both sides.", ""]
-        lines += md_table(["video", "classify every", "faces classified", "margin", "frames",
-                           "switches/track-s today", "switches/track-s 640 every frame "
-                           "with this hysteresis", "switches/track-s new", "new / today",
-                           "labels 640 with / without this hysteresis", "agreement new vs every frame (same size)",
-                           "agreement new vs 640 every frame"], rows)
+    results, table = PARTS[args.part](args, model)
+    report.update(results)
+    lines += table
     (out / f"{args.part}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
     (out / f"{args.part}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

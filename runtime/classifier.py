@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import FerEdgeError
 from .metadata import METADATA_KEY, ModelMeta
-from .unsigned_weights import unsigned_weights
+from .unsigned_weights import has_qdq, unsigned_weights
 
 BACKENDS = ("onnxruntime", "openvino")
 MAX_BATCH = 64
@@ -133,17 +133,21 @@ class OnnxRuntimeClassifier(EmotionClassifier):
         # (vpmaddubsw) and saturate (measured on an AVX2 EPYC: 92% top-1 agreement with the exact arithmetic, a
         # point of val accuracy lost). There INT8 models get their weights as uint8 (lossless; exact 32-bit
         # kernels, as on Arm: see unsigned_weights), or, where that rewrite does not apply, run their QDQ pairs as
-        # float arithmetic. ``exact_qdq``: "unsigned weights", "float QDQ" or None (fused kernels as they are).
+        # float arithmetic. ``exact_qdq``: "unsigned weights", "float QDQ" or None (fused kernels as they are, or
+        # nothing quantized).
         self.exact_qdq: str | None = None
         model: str | bytes = str(path)
         if x86_without_vnni():
+            quantized = False
             try:
-                model = unsigned_weights(path.read_bytes()) or model
+                data = path.read_bytes()
+                model = unsigned_weights(data) or model
+                quantized = isinstance(model, bytes) or has_qdq(data)
             except (OSError, ValueError, IndexError):  # unreadable or not protobuf: the load below says so
                 pass
             if isinstance(model, bytes):
                 self.exact_qdq = "unsigned weights"
-            else:
+            elif quantized:
                 self.exact_qdq = "float QDQ"
                 opts.add_session_config_entry("session.disable_quant_qdq", "1")
         try:

@@ -22,6 +22,9 @@ from .protowire import ld as _ld
 from .protowire import varint as _varint
 
 INT8, UINT8 = 3, 2  # TensorProto.DataType
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
 def _strings(fields, number: int) -> list[str]:
     return [bytes(v).decode() for f, wt, v, _ in fields if f == number and wt == _LEN]
 
@@ -58,12 +61,10 @@ def unsigned_weights(model: bytes) -> bytes | None:
     """``model`` (a serialized ONNX ModelProto) with the INT8 weights of its DequantizeLinear nodes stored as
     UINT8, or None when it has none (or shares a weight's tensors with other nodes, or keeps tensors in external
     files: left alone)."""
-    top = _fields(memoryview(model))  # views, not copies, of the file's bytes
-    graph_at = [k for k, (f, wt, _, _) in enumerate(top) if f == 7 and wt == _LEN]
-    if len(graph_at) != 1:
+    parsed = _parse(model)
+    if parsed is None:
         return None
-    graph = _fields(top[graph_at[0]][2])
-    nodes = [_fields(v) for f, wt, v, _ in graph if f == 1 and wt == _LEN]
+    top, graph_at, graph, nodes = parsed
     inits: dict[str, int] = {}  # name -> position in graph of every INT8 initializer
     for k, (f, wt, v, _) in enumerate(graph):
         if f == 5 and wt == _LEN:
@@ -75,19 +76,35 @@ def unsigned_weights(model: bytes) -> bytes | None:
                 if name:
                     inits[name[0]] = k
     change: set[str] = set()
-    for n in nodes:
-        op, ins = _strings(n, 4), _strings(n, 1)
+    for op, ins in nodes:
         if op == ["DequantizeLinear"] and ins and ins[0] in inits:
             if len(ins) < 3 or ins[2] not in inits:  # an implied or computed zero point would not move with it
                 return None
             change.update((ins[0], ins[2]))
     if not change:
         return None
-    for n in nodes:  # a changed tensor read by anything but a weight's DequantizeLinear would change its meaning
-        op, ins = _strings(n, 4), _strings(n, 1)
+    for op, ins in nodes:  # a changed tensor read by anything but a weight's DequantizeLinear would change its meaning
         weight_dq = op == ["DequantizeLinear"] and ins and ins[0] in change
         if any(x in change for x in (ins if not weight_dq else ins[1:2] + ins[3:])):
             return None
     at = {inits[name] for name in change}
     new_graph = b"".join(_ld(5, _to_unsigned(v)) if k in at else raw for k, (_, _, v, raw) in enumerate(graph))
-    return b"".join(_ld(7, new_graph) if k == graph_at[0] else raw for k, (_, _, _, raw) in enumerate(top))
+    return b"".join(_ld(7, new_graph) if k == graph_at else raw for k, (_, _, _, raw) in enumerate(top))
+
+
+def has_qdq(model: bytes) -> bool:
+    """Whether ``model`` (a serialized ONNX ModelProto) quantizes or dequantizes anything in its graph."""
+    parsed = _parse(model)
+    return parsed is not None and any(op and op[0] in QDQ_OPS for op, _ in parsed[3])
+
+
+def _parse(model: bytes) -> tuple[list, int, list, list[tuple[list[str], list[str]]]] | None:
+    """(model fields, index of the graph among them, graph fields, (op_type, inputs) of every node), or None
+    without exactly one graph. Fields are views, not copies, of ``model``'s bytes."""
+    top = _fields(memoryview(model))
+    graph_at = [k for k, (f, wt, _, _) in enumerate(top) if f == 7 and wt == _LEN]
+    if len(graph_at) != 1:
+        return None
+    graph = _fields(top[graph_at[0]][2])
+    nodes = [(_strings(n, 4), _strings(n, 1)) for n in (_fields(v) for f, wt, v, _ in graph if f == 1 and wt == _LEN)]
+    return top, graph_at[0], graph, nodes

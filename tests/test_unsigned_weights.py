@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from fer_edge.runtime.unsigned_weights import unsigned_weights
+from fer_edge.runtime.unsigned_weights import has_qdq, unsigned_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "fer_edge" / "assets"
 
@@ -80,6 +80,17 @@ def test_not_a_quantized_model_or_not_protobuf():
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    assert unsigned_weights(helper.make_model(g).SerializeToString()) is None
+    plain = helper.make_model(g).SerializeToString()
+    assert unsigned_weights(plain) is None and not has_qdq(plain)
+    assert has_qdq(_qdq_model(shared_zero_point=True))  # not rewritable, but quantized all the same
     with pytest.raises((ValueError, IndexError)):
         unsigned_weights(b"\x0f\xff\xff")
+
+
+def test_without_vnni_only_quantized_models_are_said_to_run_exact_arithmetic(monkeypatch, tiny_onnx, tmp_path):
+    """A float model has no QDQ pairs to run as float arithmetic: its classifier says so (exact_qdq None)."""
+    from fer_edge.runtime import classifier as clf
+
+    monkeypatch.setattr(clf, "x86_without_vnni", lambda: True)
+    assert clf.OnnxRuntimeClassifier(tiny_onnx, threads=1).exact_qdq is None
+    assert clf.OnnxRuntimeClassifier(ASSETS / "fast_int8.onnx", threads=1).exact_qdq == "unsigned weights"

@@ -36,6 +36,21 @@ def opencv_reads_caffe() -> bool:
     return hasattr(cv2, "dnn") and hasattr(cv2.dnn, "readNetFromCaffe")
 
 
+def opencv_reads_tensorflow() -> bool:
+    return hasattr(cv2, "dnn") and hasattr(cv2.dnn, "readNetFromTensorflow")
+
+
+def check_res10_runs() -> None:
+    """Raise one sentence when this OpenCV reads neither form of res10 (OpenCV 5 dropped its Caffe importer in 5.0
+    and its TensorFlow importer in 5.1)."""
+    if not (opencv_reads_caffe() or opencv_reads_tensorflow()):
+        raise FerEdgeError(
+            f"OpenCV {cv2.__version__} cannot run the res10 face detector: it reads neither its Caffe nor its "
+            "TensorFlow form (both importers were removed in OpenCV 5); use --detector yunet (the default) or "
+            "install OpenCV 4.x (pip install 'opencv-python<5')"
+        )
+
+
 class FaceDetector:
     """Common part: input scaling, thresholds, clamping. Subclasses implement ``_detect``."""
 
@@ -195,6 +210,13 @@ class Res10Detector(FaceDetector):
         super().__init__(**kw)
         self.model_path, self.config_path = Path(model_path), Path(config_path)
         self.form = "caffe" if self.model_path.suffix == ".caffemodel" else "tensorflow"
+        check_res10_runs()
+        if self.form == "tensorflow" and not opencv_reads_tensorflow():
+            raise FerEdgeError(
+                f"OpenCV {cv2.__version__} cannot read the TensorFlow res10 files ({self.model_path.name}); use the "
+                "Caffe form of the same network (res10_300x300_ssd_iter_140000.caffemodel + deploy.prototxt, "
+                "'fer-edge models fetch res10-caffe-model res10-caffe-prototxt')"
+            )
         if self.form == "caffe" and not opencv_reads_caffe():
             raise FerEdgeError(
                 f"OpenCV {cv2.__version__} cannot read the Caffe res10 files ({self.model_path.name}); "
@@ -279,5 +301,6 @@ def create_detector(name: str, model: str | None = None, config: str | None = No
     if name == "yunet":
         return YuNetDetector(assets.resolve("yunet", model), engine, threads, **kw)
     if name == "res10":
+        check_res10_runs()  # before looking for files that could not be used
         return Res10Detector(*_res10_files(model, config), **kw)
     raise FerEdgeError(f"unknown face detector '{name}' (choose from {', '.join(DETECTORS)})")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -51,18 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--input-size", type=int, default=None, help="square input side (default: each preset's, else 48)")
     ap.add_argument("--out", default=None, help="folder for train_speed.{md,json}")
     args = ap.parse_args(argv)
     m = machine_summary(args.threads)
     rows = []
     for arch in args.archs:
-        fp32, bf16 = (images_per_second(arch, amp, args.batch_size, args.steps, args.threads) for amp in (False, True))
+        fp32, bf16 = (images_per_second(arch, amp, args.batch_size, args.steps, args.threads, args.input_size)
+                      for amp in (False, True))
         rows.append({"arch": arch, "fp32_img_s": fp32, "bf16_img_s": bf16})
         print(f"{arch}: fp32 {fp32:.0f} img/s, bf16 {bf16:.0f} img/s", flush=True)
     lines = ["# Training speed (one SGD step, channels_last, best of the timed steps)", "",
-             f"- command: `python -m fer_edge.benchmarks.train_speed {' '.join(args.archs)}`",
+             f"- command: `python -m fer_edge.benchmarks.train_speed {' '.join(argv or sys.argv[1:])}`",
              f"- machine: {m['cpu']}, {m['cores']} cores, {args.threads} threads; ISA: {m['isa']}",
-             f"- batch {args.batch_size}, {args.steps} timed steps after one warm-up", "",
+             f"- batch {args.batch_size}, {args.steps} timed steps after one warm-up, 1-channel input at "
+             + (f"{args.input_size} px" if args.input_size else "each preset's size (48 px for timm names)"), "",
              "| architecture | fp32 img/s | bf16 autocast img/s | bf16 / fp32 |", "| --- | ---: | ---: | ---: |"]
     for r in rows:
         fp32, bf16 = r["fp32_img_s"], r["bf16_img_s"]

@@ -210,13 +210,7 @@ class Res10Detector(FaceDetector):
         super().__init__(**kw)
         self.model_path, self.config_path = Path(model_path), Path(config_path)
         self.form = "caffe" if self.model_path.suffix == ".caffemodel" else "tensorflow"
-        check_res10_runs()
-        if self.form == "tensorflow" and not opencv_reads_tensorflow():
-            raise FerEdgeError(
-                f"OpenCV {cv2.__version__} cannot read the TensorFlow res10 files ({self.model_path.name}); use the "
-                "Caffe form of the same network (res10_300x300_ssd_iter_140000.caffemodel + deploy.prototxt, "
-                "'fer-edge models fetch res10-caffe-model res10-caffe-prototxt')"
-            )
+        check_res10_runs()  # every OpenCV that lacks the TensorFlow importer (5.1+) lacks Caffe's too
         if self.form == "caffe" and not opencv_reads_caffe():
             raise FerEdgeError(
                 f"OpenCV {cv2.__version__} cannot read the Caffe res10 files ({self.model_path.name}); "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -322,6 +323,41 @@ def test_resume_matches_uninterrupted(subset, tmp_path, monkeypatch):
     for k in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=0, atol=0, msg=k)
     assert a["history"][1]["train_loss"] == b["history"][1]["train_loss"]
+
+
+def test_resume_from_release_carries_the_schedule(subset, tmp_path, capsys):
+    """A run's last.pt as a release folder (what checkpoints/ keeps across sessions) carries the schedule on:
+    epoch numbers, history and the learning rate at the step follow the uninterrupted run; best.pt is refused."""
+    from fer_edge.train import release
+
+    cfg = dict(epochs=3, ema=0.9, scheduler="cosine", optimizer="sgd", lr=0.01, max_steps=3, warmup_epochs=0)
+    full = train(quick_cfg(subset, tmp_path / "full", **cfg))
+    first = train(quick_cfg(subset, tmp_path / "one", **{**cfg, "epochs": 1}))
+    assert len(first["history"]) == 1
+    assert release.main([str(tmp_path / "one" / "last.pt"), str(tmp_path / "rel")]) == 0
+    assert "resumable" in capsys.readouterr().out
+    card = json.loads((tmp_path / "rel" / "model_card.json").read_text())
+    assert card["resume"]["global_step"] == 3 and card["epoch"] == 1
+
+    t = Trainer(quick_cfg(subset, tmp_path / "on", **cfg, resume_from=str(tmp_path / "rel")))
+    t.setup()
+    assert t.start_epoch == 2 and t.global_step == 3
+    # the learning rate of the 3-epoch schedule after step 3 (the 1-epoch run's cosine had ended at its floor)
+    assert t.opt.param_groups[0]["lr"] == pytest.approx(full["history"][0]["lr"], rel=1e-6)
+    assert first["history"][0]["lr"] < 0.5 * full["history"][0]["lr"]
+    res = t.fit()
+    t.dist.close()
+    assert [h["epoch"] for h in res["history"]] == [1, 2, 3]
+    assert res["history"][0] == first["history"][0]
+
+    assert release.main([str(tmp_path / "one" / "best.pt"), str(tmp_path / "rel_best")]) == 0
+    with pytest.raises(FerEdgeError, match="no training state"):
+        train(quick_cfg(subset, tmp_path / "x", **cfg, resume_from=str(tmp_path / "rel_best")))
+    with pytest.raises(FerEdgeError, match="trained as"):
+        train(quick_cfg(subset, tmp_path / "y", **{**cfg, "arch": "mobilenetv3"}, resume_from=str(tmp_path / "rel")))
+    with pytest.raises(FerEdgeError, match="without --resume"):
+        train(quick_cfg(subset, tmp_path / "z", **cfg, resume=True, resume_from=str(tmp_path / "rel")))
+    assert release.main([str(tmp_path / "missing.pt"), str(tmp_path / "r2")]) == 2
 
 
 def test_resume_other_arch_is_an_error(subset, tmp_path):

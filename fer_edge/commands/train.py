@@ -88,6 +88,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     r = p.add_argument_group("run")
     r.add_argument("--out", metavar="DIR", help="run folder (default runs/<arch>-<timestamp>)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    r.add_argument("--resume-from", metavar="CHECKPOINT",
+                   help="continue a schedule from a resumable release folder (from another machine or session: "
+                   "python -m fer_edge.train.release RUN/last.pt checkpoints/NAME); fresh optimiser momentum")
     r.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:1 (default: cuda if available)")
     r.add_argument("--data-on-gpu", action=argparse.BooleanOptionalAction, default=None,
                    help="keep the dataset on the GPU (default: on when training on CUDA)")
@@ -118,8 +121,8 @@ def config_from_args(args: argparse.Namespace):
             "unfreeze_last", "backbone_lr_scale", "drop_rate", "class_weights", "label_smoothing",
             "zero_init_head", "teacher", "teacher_once", "distill_alpha", "distill_temperature",
             "balanced_sampler", "ferplus", "ferplus_mode", "amp", "channels_last", "ema", "clip_grad", "patience",
-            "select_metric", "seed", "deterministic", "resume", "quiet", "data_on_gpu", "device", "max_steps",
-            "limit_per_class", "threads")
+            "select_metric", "seed", "deterministic", "resume", "resume_from", "quiet", "data_on_gpu", "device",
+            "max_steps", "limit_per_class", "threads")
     return TrainConfig(**{k: getattr(args, k) for k in keys}, augment=aug, command=list(sys.argv))
 
 

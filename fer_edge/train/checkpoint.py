@@ -16,7 +16,10 @@ A checkpoint is a dict saved with ``torch.save`` (loadable with ``weights_only=T
 A *released* checkpoint (the repository's ``checkpoints/NAME/``) is the same thing without pickles: the
 weights in ``model.safetensors`` and everything else (format, arch, model_kwargs, epoch, model_card) in
 ``model_card.json``. :func:`read_checkpoint` reads both forms: a ``.pt`` file, or the folder (or its
-``.safetensors`` file). :func:`write_release` turns a ``.pt`` checkpoint into one.
+``.safetensors`` file). :func:`write_release` turns a ``.pt`` checkpoint into one (``python -m
+fer_edge.train.release``); from a run's ``last.pt`` it also keeps, under ``resume``, the step, history and
+config that ``fer-edge train --resume-from`` needs to carry the schedule on elsewhere (the deployed weights
+start it again; the optimiser state stays behind, which keeps the folder one set of weights in size).
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ def save_checkpoint(path: str | os.PathLike, ckpt: dict[str, Any]) -> None:
 
 RELEASE_WEIGHTS = "model.safetensors"
 RELEASE_CARD = "model_card.json"
+RESUME_KEYS = ("global_step", "history", "best", "bad_epochs", "config")
 
 
 def write_release(ckpt: dict[str, Any], out: str | os.PathLike) -> Path:
@@ -115,6 +119,8 @@ def write_release(ckpt: dict[str, Any], out: str | os.PathLike) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in ckpt["state_dict"].items()}
     save_file(tensors, str(out / RELEASE_WEIGHTS), metadata={"format": FORMAT})
     meta = {k: ckpt[k] for k in ("format", "arch", "model_kwargs", "epoch", "model_card") if k in ckpt}
+    if "global_step" in ckpt:  # a run's last.pt: keep what `fer-edge train --resume-from` needs to carry it on
+        meta["resume"] = {k: ckpt.get(k) for k in RESUME_KEYS}
     (out / RELEASE_CARD).write_text(json.dumps(meta, indent=1, sort_keys=True, default=list) + "\n")
     return out
 

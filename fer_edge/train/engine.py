@@ -80,6 +80,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = True
     resume: bool = False
+    resume_from: str | None = None  # a resumable release folder (checkpoints/NAME) to carry a schedule on from
     quiet: bool = False
     data_on_gpu: bool | None = None  # None: on when training on CUDA
     device: str | None = None
@@ -253,6 +254,9 @@ class Trainer:
             raise FerEdgeError("--teacher-once needs --teacher")
         if c.pretrained and c.weights:
             raise FerEdgeError("give either --pretrained or --weights, not both")
+        if c.resume_from and (c.resume or c.weights or c.pretrained):
+            raise FerEdgeError("--resume-from starts from its own weights: give it without --resume, --weights "
+                               "and --pretrained")
 
     def setup(self) -> None:
         c = self.cfg
@@ -307,6 +311,7 @@ class Trainer:
         self.model = M.build_model(self.model_kwargs, pretrained=c.pretrained)
         if c.weights:
             M.load_weights(self.model, c.weights, log=self.log)
+        carried = self._read_carried() if c.resume_from else None
         self.transfer = bool(c.pretrained or c.weights or c.freeze_epochs > 0)
         if c.zero_init_head and not c.resume:
             M.zero_init_head(self.model)
@@ -374,6 +379,8 @@ class Trainer:
         self.global_step = 0
         if c.resume:
             self._load_last()
+        if carried is not None:
+            self._carry_on(carried)
         self.frozen_state: tuple | None = None
         self.ddp: nn.Module | None = None
 
@@ -401,6 +408,41 @@ class Trainer:
         self.bad_epochs = int(ckpt.get("bad_epochs", 0))
         self.global_step = int(ckpt.get("global_step", 0))
         self.log(f"fer-edge: resuming {path} after epoch {ckpt['epoch']}")
+
+    def _read_carried(self) -> dict[str, Any]:
+        """Read a resumable release (``--resume-from``) and load its weights into the model."""
+        path = self.cfg.resume_from
+        ckpt = read_checkpoint(path, map_location="cpu")
+        state = ckpt.get("resume")
+        if not isinstance(state, dict) or "global_step" not in state:
+            raise FerEdgeError(f"--resume-from: {path} holds no training state (write it from a run's last.pt with "
+                               "python -m fer_edge.train.release RUN/last.pt OUT)")
+        if ckpt["model_kwargs"] != self.model_kwargs:
+            raise FerEdgeError(f"--resume-from: {path} was trained as {ckpt['arch']} {ckpt['model_kwargs']}, not as "
+                               f"{self.arch} {self.model_kwargs}")
+        if ckpt["model_card"].get("training_data_fingerprint") != self.fingerprint:
+            raise FerEdgeError(f"--resume-from: the training data differ from the data {path} was trained on")
+        self.model.load_state_dict(ckpt["state_dict"])
+        return {**state, "epoch": int(ckpt["epoch"])}
+
+    def _carry_on(self, state: dict[str, Any]) -> None:
+        """Continue a schedule after a resumable release's epoch: its weights (the EMA's when it kept one) start both
+        the training weights and the EMA; the optimiser's momentum starts afresh; the learning rate resumes at the
+        release's step of a schedule of this run's ``--epochs``."""
+        c = self.cfg
+        self.start_epoch = state["epoch"] + 1
+        self.global_step = int(state["global_step"])
+        self.history = list(state.get("history", []))
+        self.best = state.get("best")
+        self.bad_epochs = int(state.get("bad_epochs", 0))
+        if c.scheduler == "cosine":
+            self.sched.last_epoch = self.global_step
+            for g, base, f in zip(self.opt.param_groups, self.sched.base_lrs, self.sched.lr_lambdas):
+                g["lr"] = base * f(self.global_step)
+        was = (state.get("config") or {}).get("epochs")
+        self.log(f"fer-edge: carrying {c.resume_from} on after epoch {state['epoch']} (step {self.global_step}, "
+                 f"learning rate {max(g['lr'] for g in self.opt.param_groups):.3g}"
+                 + (f"; its schedule had {was} epochs, this one {c.epochs}" if was and was != c.epochs else "") + ")")
 
     # -- freezing / DDP --
     def _prepare_epoch(self, epoch: int) -> nn.Module:

@@ -126,15 +126,16 @@ class FaceDetector:
 
 
 class YuNetDetector(FaceDetector):
-    """YuNet; by default at 480 px on the longest side: the smallest size that keeps the recall of 640 px on the
-    shared photos, VOC face boxes and videos within 1 point (benchmarks/results/detect-sweep/size.md).
+    """YuNet; by default at 608 px on the longest side: the smallest size that keeps the recall of 640 px within
+    1 point on the shared photos, VOC face boxes, videos and FER2013 faces pasted into 640x480 frames (480 px loses
+    3 points of those: benchmarks/results/detect-sweep/sizes-2400/).
 
     ``engine``: ``"onnxruntime"`` (default; the same model and decoding as OpenCV's, boxes within 2e-4 px, about
     2x faster: :mod:`.yunet_onnxruntime`) or ``"opencv"`` (``cv2.FaceDetectorYN``). ``threads``: ONNX Runtime's
     (OpenCV's come from ``cv2.setNumThreads``)."""
 
     name = "yunet"
-    default_side = 480
+    default_side = 608
 
     def __init__(self, model_path: str | Path, engine: str = "onnxruntime", threads: int | None = None, **kw):
         super().__init__(**kw)

@@ -1,7 +1,8 @@
-"""The run loop with overlapping stages: decode in one thread, detect + classify (+ drawing and the window) in
-the caller's thread, file outputs (annotated video, JSON Lines, CSV) in another. With ``overlap`` (2 or more
-inference threads, :func:`stage_threads`), detection moves to a thread of its own too: frame t+1 is located
-(detected or carried, and assigned to tracks) while frame t is classified, each stage on its share of the threads.
+"""The run loop with overlapping stages: decode in one thread, detect + classify (+ the window, drawn here) in
+the caller's thread, file outputs (annotated video, drawn there when no window shows, JSON Lines, CSV) in
+another. With ``overlap`` (2 or more inference threads, :func:`stage_threads`), detection moves to a thread of its
+own too: frame t+1 is located (detected or carried, and assigned to tracks) while frame t is classified, each
+stage on its share of the threads.
 
 Frames of a video or camera travel through a fixed pool of frame buffers (the decoder reads into a free one,
 the writer hands it back once every file output has it), so the loop allocates no frames. A camera source keeps
@@ -261,11 +262,13 @@ class Locator:
 
 
 class SinkWriter:
-    """Writes (frame, faces) to ``sinks`` in a thread of its own, in order; releases each frame afterwards."""
+    """Writes (frame, faces) to ``sinks`` in a thread of its own, in order; releases each frame afterwards.
+    With ``draw`` it draws the faces on the frame first (when no window needs them drawn in the caller's thread)."""
 
-    def __init__(self, sinks: list, release, depth: int = 2):
+    def __init__(self, sinks: list, release, depth: int = 2, draw: bool = False):
         self.sinks = sinks
         self.release = release
+        self.draw = draw
         self.seconds = 0.0
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
@@ -281,6 +284,10 @@ class SinkWriter:
             if self._error is None:
                 t = time.perf_counter()
                 try:
+                    if self.draw:
+                        from .draw import draw_faces
+
+                        draw_faces(frame.image, faces)
                     for s in self.sinks:
                         s.write(frame, faces)
                 except BaseException as e:  # raised again in the caller's thread; later frames are dropped
@@ -327,10 +334,11 @@ def run_loop_threaded(source, pipeline: EmotionPipeline, sinks: list, draw: bool
     and with ``overlap`` detection overlapping classification (where frames come from the decode thread).
 
     Sinks with ``main_thread = True`` (the window) are written in the caller's thread; the rest in the writer
-    thread. ``stats.timings``: ``decode`` and ``output`` are those threads' busy time (overlapped), ``wait``
-    the time this thread waited for its next frame (decoded, or located with ``overlap``), ``handoff`` drawing,
-    the window and queueing; with ``overlap``, ``detect`` is the detect thread's busy time and ``detect_wait``
-    its wait for decoded frames.
+    thread, which also draws the faces when there is no window (with one, they are drawn here, once, for
+    both). ``stats.timings``: ``decode`` and ``output`` are those threads' busy time (overlapped), ``wait``
+    the time this thread waited for its next frame (decoded, or located with ``overlap``), ``handoff`` drawing
+    (with a window), the window and queueing; with ``overlap``, ``detect`` is the detect thread's busy time and
+    ``detect_wait`` its wait for decoded frames.
     """
     from .draw import draw_faces
 
@@ -344,7 +352,8 @@ def run_loop_threaded(source, pipeline: EmotionPipeline, sinks: list, draw: bool
     reader = FrameReader(source)
     # a source read in this thread may reuse its buffer for the next frame: then no reading ahead
     locator = Locator(reader, pipeline) if overlap and reader.reads_ahead else None
-    writer = SinkWriter(files, reader.release)
+    draw_here = draw and bool(main)  # the window shows drawn frames; without one the writer thread draws
+    writer = SinkWriter(files, reader.release, draw=draw and not main)
     overlay = _Overlay(timings) if any(hasattr(s, "overlay") for s in main) else None
     try:
         while True:
@@ -359,7 +368,7 @@ def run_loop_threaded(source, pipeline: EmotionPipeline, sinks: list, draw: bool
                 break
             faces = pipeline.finish(frame.image, located) if locator is not None else pipeline.process(frame.image)
             t_out = time.perf_counter()
-            if draw:
+            if draw_here:
                 draw_faces(frame.image, faces)
             if overlay is not None:
                 lines = overlay.update(stats.frames)

@@ -66,7 +66,7 @@ def test_quick_benchmark_report(tmp_path, tiny_onnx, tiny_ir):
 
 def _check_detectors_and_loops(r: dict, n_loops: int) -> None:
     assert {d["detector"] for d in r["detectors"].values()} == {
-        "yunet 480 px (default) in ONNX Runtime", "yunet 480 px (default) in OpenCV", "yunet 640 px in ONNX Runtime",
+        "yunet 608 px (default) in ONNX Runtime", "yunet 608 px (default) in OpenCV", "yunet 640 px in ONNX Runtime",
         "yunet 640 px in OpenCV", "res10 480 px (default)"}
     assert all(_finite_positive(d["median_ms"]) for d in r["detectors"].values())
     assert len(r["end_to_end"]) == n_loops
@@ -98,7 +98,7 @@ def test_loop_only_benchmark_compares_old_and_new_loops_per_thread_count(tmp_pat
     r["detectors"]["res10"] = {"detector": "res10 480 px (default)", "median_ms": 1.0}  # checked just above
     _check_detectors_and_loops(r, 2)
     assert [e["threads"] for e in r["end_to_end"]] == [1, 2]
-    assert {e["detector"] for e in r["pasted_faces"]} == {"yunet 480 px (default)", "yunet 640 px",
+    assert {e["detector"] for e in r["pasted_faces"]} == {"yunet 608 px (default)", "yunet 640 px",
                                                           "res10 480 px (default)"}
     skipped = [e for e in r["pasted_faces"] if "error" in e]
     assert [e["detector"] for e in skipped] == ["res10 480 px (default)"]

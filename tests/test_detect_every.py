@@ -318,6 +318,46 @@ def test_threaded_loop_reuses_a_fixed_pool_of_frames_and_does_not_grow(tiny_onnx
     assert marks[240] - marks[60] < 96 * 1024, f"memory grew by {marks[240] - marks[60]} bytes"
 
 
+@pytest.mark.parametrize("window", [False, True])
+def test_faces_are_drawn_once_in_the_writer_thread_unless_a_window_shows_them(tiny_onnx, monkeypatch, window):
+    """Without a window the writer thread draws (off the detect/classify thread); with one, the caller's thread
+    draws once for both. Either way every file output gets the drawn frame."""
+    import threading
+
+    import fer_edge.runtime.draw as D
+
+    real, drawn_in = D.draw_faces, []
+
+    def spy(image, faces, *a, **k):
+        drawn_in.append(threading.current_thread().name)
+        return real(image, faces, *a, **k)
+
+    monkeypatch.setattr(D, "draw_faces", spy)
+    cap = cv2.VideoCapture(str(WOMAN))
+    raw = [cap.read()[1] for _ in range(12)]
+    cap.release()
+    changed = []
+
+    class FileProbe:
+        def write(self, frame, faces):
+            changed.append(bool(faces) and bool(np.any(frame.image != raw[frame.index])))
+
+        def close(self):
+            pass
+
+    class Window(FileProbe):
+        main_thread = True
+
+    pipe = EmotionPipeline(create_detector("yunet"), load_classifier(tiny_onnx), tracker=FaceTracker())
+    src = VideoSource(str(WOMAN))
+    sinks = [FileProbe()] + ([Window()] if window else [])
+    stats = run_loop_threaded(src, pipe, sinks, draw=True, max_frames=12)
+    src.close()
+    assert stats.frames == 12 and len(drawn_in) == 12
+    assert set(drawn_in) == ({threading.current_thread().name} if window else {"fer-edge-write"})
+    assert len(changed) == 12 * len(sinks) and all(changed)
+
+
 class _Slow:
     def __init__(self, delay):
         self.delay, self.frames = delay, []

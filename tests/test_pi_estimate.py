@@ -57,5 +57,9 @@ def test_default_settings_estimate_counts_the_frames_between_detections():
     assert e["carry"] == pytest.approx(2 / 3 * a72["carry_1_face"] * e["ns_per_insn"] / 1e6)
     # the README's Pi 4 table: the default now (480 px, every 3rd frame) against the old (640 px, every frame)
     assert round(e["fps"], 1) == 22.7 and round(estimate(a72, 640)["fps"], 1) == 11.2
+    # the default detect size now (608) is above the counted frame's longest side (596): the full frame, as 640
+    assert round(estimate(a72, 608, 1, 3)["fps"], 1) == round(estimate(a72, 640, 1, 3)["fps"], 1) == 20.3
+    with pytest.raises(KeyError, match="no instruction count for --detect-size 400"):
+        estimate(a72, 400)
     three = estimate(a72, detect_side=480, faces=3, detect_every=3)
     assert three["carry"] == pytest.approx(3 * e["carry"]) and round(three["fps"], 1) == 10.4

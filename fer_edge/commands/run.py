@@ -44,9 +44,9 @@ def add_parser(sub) -> None:
                    help="detector confidence (default: yunet 0.7, res10 0.5)")
     d.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face side in pixels (20)")
     d.add_argument("--detect-size", type=detect_size, metavar="PX", help="longest side frames are scaled down to "
-                   "for detection (default: yunet 480, res10 480; 0 = full size); the detector's input is kept "
+                   "for detection (default: yunet 608, res10 480; 0 = full size); the detector's input is kept "
                    "within 8 megapixels either way, which bounds its memory. Faces under about 10-15 px at this "
-                   "size are missed (about 20 px in a 1280x720 frame): for small or distant faces in large frames "
+                   "size are missed (about 20-30 px in a 1280x720 frame): for small or distant faces in large frames "
                    "raise it, or use 0")
     d.add_argument("--detect-every", type=int, default=DETECT_EVERY, metavar="N",
                    help=f"video/camera: full detection on every N-th frame; in between each face's box is carried "

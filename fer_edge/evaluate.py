@@ -90,6 +90,9 @@ class TorchCheckpointClassifier:
     def classes(self) -> tuple[str, ...]:
         return self.meta.classes
 
+    def prepare_stream(self) -> None:
+        """Nothing to prepare (the runtime classifiers' interface)."""
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():

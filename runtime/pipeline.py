@@ -193,6 +193,7 @@ def run_loop(source, pipeline: EmotionPipeline, sinks: list, draw: bool = False,
 
     stats = RunStats()
     timings = pipeline.timings
+    pipeline.classifier.prepare_stream()
     t_start = time.perf_counter()
     t_prev = t_start
     try:

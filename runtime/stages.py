@@ -344,6 +344,7 @@ def run_loop_threaded(source, pipeline: EmotionPipeline, sinks: list, draw: bool
 
     stats = RunStats()
     timings = pipeline.timings
+    pipeline.classifier.prepare_stream()
     timings.setdefault("wait", 0.0)
     timings.setdefault("handoff", 0.0)
     main = [s for s in sinks if getattr(s, "main_thread", False)]

@@ -154,3 +154,33 @@ def test_bad_files(tmp_path, tiny_ir):
         load_classifier(xml)
     with pytest.raises(FerEdgeError, match="ONNX Runtime cannot run an OpenVINO IR"):
         load_classifier(tiny_ir, backend="onnxruntime")
+
+
+def test_openvino_compiles_static_small_batches_for_frame_loops_only(tiny_ir):
+    """A frame loop (prepare_stream) gets static-shape compilations for batches 1..STATIC_BATCHES, which give the
+    dynamic model's labels; larger batches and one-off calls (an image) keep the dynamic model."""
+    import cv2
+
+    from fer_edge.runtime.classifier import STATIC_BATCHES
+    from fer_edge.runtime.detectors import create_detector
+    from fer_edge.runtime.pipeline import EmotionPipeline, run_loop
+    from fer_edge.runtime.sources import VideoSource
+
+    from conftest import MEDIA
+
+    clf = load_classifier(tiny_ir)
+    shape = (STATIC_BATCHES + 1, clf.meta.channels, *clf.meta.input_size)
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    dynamic = {n: clf.predict(x[:n]).copy() for n in range(1, STATIC_BATCHES + 2)}
+    pipe = EmotionPipeline(create_detector("yunet"), clf)
+    pipe.process(cv2.imread(str(MEDIA / "group_selfie_6faces.jpg")))
+    assert not clf._static  # an image: nothing compiled for it
+    src = VideoSource(str(MEDIA / "video_talking_woman_15s.mp4"))
+    run_loop(src, pipe, [], max_frames=3)
+    src.close()
+    assert sorted(clf._static) == list(range(1, STATIC_BATCHES + 1))
+    for n, want in dynamic.items():
+        got = clf.predict(x[:n])
+        np.testing.assert_allclose(got, want, atol=0.02)
+        assert (got.argmax(1) == want.argmax(1)).all()
+    assert clf._static.get(STATIC_BATCHES + 1) is None  # beyond: the dynamic model

@@ -22,8 +22,8 @@ MAX_BATCH = 64
 BOUND_BUFFERS = 32  # (buffer, batch size) pairs whose backend binding is kept for reuse
 # OpenVINO: in frame loops, batch sizes 1..STATIC_BATCHES get a static-shape compilation of their own. With one
 # dynamic-batch model a loop whose face count changes (2, 3, 2, 1 ...) pays a re-plan of the kernels at every
-# change: on a Zen 4 core the shipped model took 1.5-1.7 ms a call for batches alternating 2/3/2/3/1 on the dynamic
-# model and 1.1 ms on static ones.
+# change: on a Zen 4 core the shipped model took 1.90 ms a call for batches alternating 2/3/2/3/1 on the dynamic
+# model and 1.19 ms on static ones (python -m fer_edge.benchmarks.static_batches, benchmarks/results/static-batches/).
 STATIC_BATCHES = 4
 
 

@@ -423,12 +423,13 @@ def main() -> None:
                     help="threshold part: YuNet score thresholds (each with each of --sizes)")
     ap.add_argument("--pasted", type=int, default=None,
                     help="size and threshold parts: FER2013 val faces pasted into frames (400 and 1200)")
+    ap.add_argument("--model", default=None, help="classifier for the label parts (default: the shipped one)")
     args = ap.parse_args()
     os.environ.setdefault("FER_EDGE_HOME", str(shared()))  # the detector files under shared/models
     cv2.setNumThreads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = str(default_classifier_path())
+    model = args.model or str(default_classifier_path())
     report = {"part": args.part, "machine": machine_summary(args.threads), "command":
               "python -m fer_edge.benchmarks.sweep_detect " + " ".join(os.sys.argv[1:])}
     lines = [f"# detection sweep: {args.part}", "", f"- command: `{report['command']}`",

@@ -360,6 +360,27 @@ def test_resume_from_release_carries_the_schedule(subset, tmp_path, capsys):
     assert release.main([str(tmp_path / "missing.pt"), str(tmp_path / "r2")]) == 2
 
 
+def test_resume_from_on_the_command_line(subset, tmp_path):
+    """`fer-edge train --resume-from`: a missing folder and a folder without training state are one clear line."""
+    from conftest import assert_clean_error, run_cli
+
+    base = ["train", "--data", str(subset), "--arch", "cnn", "--epochs", "2", "--batch-size", "28", "--max-steps", "1",
+            "--threads", "1", "--quiet"]
+    assert_clean_error(run_cli(*base, "--resume-from", str(tmp_path / "none"), "--out", str(tmp_path / "a")),
+                       "does not exist")
+    p = run_cli(*base[:6], "1", *base[7:], "--out", str(tmp_path / "one"))
+    assert p.returncode == 0, p.stderr
+    from fer_edge.train import release
+
+    assert release.main([str(tmp_path / "one" / "best.pt"), str(tmp_path / "rel")]) == 0
+    assert_clean_error(run_cli(*base, "--resume-from", str(tmp_path / "rel"), "--out", str(tmp_path / "b")),
+                       "--resume-from", "no training state")
+    assert release.main([str(tmp_path / "one" / "last.pt"), str(tmp_path / "rel")]) == 0
+    p = run_cli(*base, "--resume-from", str(tmp_path / "rel"), "--out", str(tmp_path / "c"))
+    assert p.returncode == 0, p.stderr
+    assert [h["epoch"] for h in json.loads((tmp_path / "c" / "metrics.json").read_text())["epochs"]] == [1, 2]
+
+
 def test_resume_other_arch_is_an_error(subset, tmp_path):
     train(quick_cfg(subset, tmp_path / "r", max_steps=1))
     with pytest.raises(FerEdgeError, match="--resume"):

@@ -221,9 +221,11 @@ class EmotionRecognizer:
 
     def pipeline(self, source: VideoSource | ImageSource | None = None) -> EmotionPipeline:
         """A detector + classifier pipeline for ``source``: for video and camera with a tracker (ids, smoothing,
-        label hysteresis) and full detection every ``detect_every`` frames."""
+        label hysteresis) and full detection every ``detect_every`` frames (and the classifier prepared for a
+        stream of small batches: :meth:`~fer_edge.runtime.classifier.EmotionClassifier.prepare_stream`)."""
         if not (isinstance(source, VideoSource) or bool(getattr(source, "is_camera", False))):
             return EmotionPipeline(self.detector, self.classifier, self.crop_margin, None)
+        self.classifier.prepare_stream()
         if self.smooth is None:
             tracker = FaceTracker(alpha=1.0) if self.detect_every > 1 else None
         else:

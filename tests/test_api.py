@@ -128,6 +128,8 @@ def test_stream_video_tracks_and_image_folder(recognizer, tmp_path):
     assert [r.index for r in results] == list(range(15))
     assert all(len(r.faces) == 1 and r.faces[0].track == 0 for r in results)
     assert json.loads(json.dumps(results[-1].to_dict()))["frame"] == 14
+    if recognizer.classifier.backend == "openvino":  # a stream gets static small batches (prepare_stream)
+        assert sorted(recognizer.classifier._static) == [1, 2, 3, 4]
     folder = tmp_path / "imgs"
     folder.mkdir()
     for name in ("group_selfie_6faces.jpg", "two_people_obama_biden.jpg"):

@@ -387,11 +387,7 @@ class Trainer:
     def _load_last(self) -> None:
         path = self.out / "last.pt"
         ckpt = read_checkpoint(path, map_location="cpu")
-        if ckpt["model_kwargs"] != self.model_kwargs:
-            raise FerEdgeError(f"--resume: {path} was trained as {ckpt['arch']} {ckpt['model_kwargs']}, not as "
-                               f"{self.arch} {self.model_kwargs}")
-        if ckpt.get("fingerprint") != self.fingerprint:
-            raise FerEdgeError(f"--resume: the training data differ from the data {path} was trained on")
+        self._check_same_run(ckpt, path, "--resume", ckpt.get("fingerprint"))
         self.model.load_state_dict(ckpt["train_state_dict"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
@@ -409,6 +405,14 @@ class Trainer:
         self.global_step = int(ckpt.get("global_step", 0))
         self.log(f"fer-edge: resuming {path} after epoch {ckpt['epoch']}")
 
+    def _check_same_run(self, ckpt: dict[str, Any], path, flag: str, fingerprint: str | None) -> None:
+        """A checkpoint to continue must hold this architecture, trained on these data."""
+        if ckpt["model_kwargs"] != self.model_kwargs:
+            raise FerEdgeError(f"{flag}: {path} was trained as {ckpt['arch']} {ckpt['model_kwargs']}, not as "
+                               f"{self.arch} {self.model_kwargs}")
+        if fingerprint != self.fingerprint:
+            raise FerEdgeError(f"{flag}: the training data differ from the data {path} was trained on")
+
     def _read_carried(self) -> dict[str, Any]:
         """Read a resumable release (``--resume-from``) and load its weights into the model."""
         path = self.cfg.resume_from
@@ -417,11 +421,7 @@ class Trainer:
         if not isinstance(state, dict) or "global_step" not in state:
             raise FerEdgeError(f"--resume-from: {path} holds no training state (write it from a run's last.pt with "
                                "python -m fer_edge.train.release RUN/last.pt OUT)")
-        if ckpt["model_kwargs"] != self.model_kwargs:
-            raise FerEdgeError(f"--resume-from: {path} was trained as {ckpt['arch']} {ckpt['model_kwargs']}, not as "
-                               f"{self.arch} {self.model_kwargs}")
-        if ckpt["model_card"].get("training_data_fingerprint") != self.fingerprint:
-            raise FerEdgeError(f"--resume-from: the training data differ from the data {path} was trained on")
+        self._check_same_run(ckpt, path, "--resume-from", ckpt["model_card"].get("training_data_fingerprint"))
         self.model.load_state_dict(ckpt["state_dict"])
         return {**state, "epoch": int(ckpt["epoch"])}
 

@@ -119,7 +119,7 @@ def load_model(path: str | os.PathLike, backend: str | None = None, threads: int
 
 # ---- evaluation --------------------------------------------------------------------------------------
 
-def _crop_rects(h: int, w: int, tta: str | None) -> list[tuple[np.ndarray, bool]]:
+def crop_views(h: int, w: int, tta: str | None) -> list[tuple[np.ndarray, bool]]:
     """(rect [x0, y0, x1, y1], horizontally flipped?) views of an h x w image per TTA mode."""
     full = np.array([0, 0, w, h])
     if tta is None:
@@ -148,7 +148,7 @@ def predict_faces(classifier, images: np.ndarray, tta: str | None = None, batch:
     k = len(classifier.classes)
     batch = max(1, min(batch, 64))
     batcher = FaceBatcher(classifier.meta, max_faces=batch)
-    views = _crop_rects(h, w, tta)
+    views = crop_views(h, w, tta)
     probs = np.zeros((n, k), np.float64)
     for start in range(0, n, batch):
         chunk = images[start:start + batch]

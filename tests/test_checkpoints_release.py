@@ -148,3 +148,33 @@ def test_exported_model_as_teacher_scored_once(subset, tmp_path, capsys):
     assert "scored once on the un-augmented faces" in err and "teacher on val at 96x96" in err
     with pytest.raises(FerEdgeError, match="--teacher-once needs --teacher"):
         train(quick_cfg(subset, tmp_path / "bad", teacher_once=True))
+
+
+def test_teacher_scored_once_on_ten_crops(subset, tmp_path):
+    """--teacher-tta tencrop: each face's teacher target is the mean over the four corner and the centre
+    84x84 crops of the 96x96 face and their mirrors, each resized back to the teacher's 96 px."""
+    from fer_edge.train.engine import Trainer
+
+    runs = {}
+    for tta in ("flip", "tencrop"):
+        t = Trainer(quick_cfg(subset, tmp_path / tta, arch="cnn-tiny", input_size=96, teacher=[str(ASSET_ONNX)],
+                              teacher_once=True, teacher_tta=tta))
+        try:
+            t.setup()
+        finally:
+            t.dist.close()
+        runs[tta] = t
+    t = runs["tencrop"]
+    x = normalize(t.x_train, 1, t.mean, t.std)
+    assert x.shape[-2:] == (96, 96)
+    want = torch.zeros(len(x), 7)
+    for y0, x0 in [(0, 0), (0, 12), (12, 0), (12, 12), (6, 6)]:
+        crop = x[..., y0:y0 + 84, x0:x0 + 84]
+        want += t.teachers.probs(crop, 2.0) + t.teachers.probs(crop.flip(-1), 2.0)
+    torch.testing.assert_close(t.teacher_train.cpu(), want / 10, rtol=1e-4, atol=1e-5)
+    flip = runs["flip"].teacher_train.cpu()
+    torch.testing.assert_close(flip, (t.teachers.probs(x, 2.0) + t.teachers.probs(x.flip(-1), 2.0)) / 2,
+                               rtol=1e-4, atol=1e-5)
+    assert float((flip - t.teacher_train.cpu()).abs().max()) > 0.02  # the crops change what the teacher says
+    with pytest.raises(FerEdgeError, match="--teacher-tta applies to --teacher-once"):
+        train(quick_cfg(subset, tmp_path / "bad", teacher=[str(ASSET_ONNX)], teacher_tta="tencrop"))

@@ -65,6 +65,7 @@ class TrainConfig:
     zero_init_head: bool = False
     teacher: list[str] | None = None  # checkpoints to distil from (an ensemble when several)
     teacher_once: bool = False  # score the un-augmented training faces once instead of every augmented batch
+    teacher_tta: str = "flip"  # the views scored with teacher_once: "flip" (face + mirror) or "tencrop"
     distill_alpha: float = 0.5  # weight of the distillation term; 1 - alpha on the labels
     distill_temperature: float = 2.0
     balanced_sampler: bool = False
@@ -212,6 +213,13 @@ def epoch_indices(n: int, labels: np.ndarray, epoch: int, seed: int, balanced: b
 
 # ---- the trainer -----------------------------------------------------------------------------------
 
+def _view(x: torch.Tensor, rect, flipped: bool) -> torch.Tensor:
+    """The ``[x0, y0, x1, y1]`` window of a (B, C, H, W) batch, mirrored when ``flipped``."""
+    x0, y0, x1, y1 = (int(v) for v in rect)
+    v = x[..., y0:y1, x0:x1]
+    return v.flip(-1) if flipped else v
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -252,6 +260,10 @@ class Trainer:
             raise FerEdgeError(f"--distill-temperature {c.distill_temperature} must be positive")
         if c.teacher_once and not c.teacher:
             raise FerEdgeError("--teacher-once needs --teacher")
+        if c.teacher_tta not in ("flip", "tencrop"):
+            raise FerEdgeError(f"unknown --teacher-tta '{c.teacher_tta}' (choose flip, tencrop)")
+        if c.teacher_tta != "flip" and not c.teacher_once:
+            raise FerEdgeError("--teacher-tta applies to --teacher-once (the faces scored once before training)")
         if c.pretrained and c.weights:
             raise FerEdgeError("give either --pretrained or --weights, not both")
         if c.resume_from and (c.resume or c.weights or c.pretrained):
@@ -333,8 +345,8 @@ class Trainer:
         if c.teacher:
             self.teachers = Teachers(c.teacher, self.classes, self.device, self.mean, self.std)
             self.log(f"  distilling from {len(c.teacher)} teacher(s), alpha {c.distill_alpha}, "
-                     f"T {c.distill_temperature}" + (", scored once on the un-augmented faces" if c.teacher_once
-                                                     else ""))
+                     f"T {c.distill_temperature}" + (f", scored once on the un-augmented faces ({c.teacher_tta})"
+                                                     if c.teacher_once else ""))
         self.teacher_train = None
         if c.teacher_once:
             t_tr, t_va = self._teacher_faces(tr, va)
@@ -489,13 +501,19 @@ class Trainer:
 
     @torch.no_grad()
     def _score_once(self, images: torch.Tensor, temperature: float) -> torch.Tensor:
-        """The teachers' probabilities for uint8 faces (N, H, W), averaged with their mirror images (N, 7)."""
+        """The teachers' probabilities for uint8 faces (N, H, W), averaged over the ``--teacher-tta`` views
+        (N, 7): the face and its mirror, or the ten crops of ``fer-edge evaluate --tta tencrop`` (each view is
+        resized to a teacher's input size by :meth:`Teachers.probs`)."""
+        from fer_edge.evaluate import crop_views
+
+        h, w = images.shape[-2:]
+        views = crop_views(h, w, self.cfg.teacher_tta)
         out = []
         bs = self.cfg.eval_batch_size
         for i in range(0, len(images), bs):
             x = normalize(images[i:i + bs].to(self.device), self.cfg.channels, self.mean, self.std)
-            p = self.teachers.probs(x, temperature) + self.teachers.probs(x.flip(-1), temperature)
-            out.append((p / 2).cpu())
+            p = sum(self.teachers.probs(_view(x, rect, flipped), temperature) for rect, flipped in views)
+            out.append((p / len(views)).cpu())
         return torch.cat(out)
 
     # -- one epoch --

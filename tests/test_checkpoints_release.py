@@ -145,7 +145,8 @@ def test_exported_model_as_teacher_scored_once(subset, tmp_path, capsys):
     tiny = np.frombuffer(np.uint64(1).tobytes(), np.float64)[0]  # the smallest subnormal double
     assert float(tiny) * 1.0 != 0.0, "train() left flush-to-zero on for the rest of the process"
     err = capsys.readouterr().err
-    assert "scored once on the un-augmented faces" in err and "teacher on val at 96x96" in err
+    assert "scored once on the un-augmented faces (flip)" in err and "faces at 96x96" in err
+    assert "teacher on val (flip): accuracy" in err
     with pytest.raises(FerEdgeError, match="--teacher-once needs --teacher"):
         train(quick_cfg(subset, tmp_path / "bad", teacher_once=True))
 
@@ -176,5 +177,33 @@ def test_teacher_scored_once_on_ten_crops(subset, tmp_path):
     torch.testing.assert_close(flip, (t.teachers.probs(x, 2.0) + t.teachers.probs(x.flip(-1), 2.0)) / 2,
                                rtol=1e-4, atol=1e-5)
     assert float((flip - t.teacher_train.cpu()).abs().max()) > 0.02  # the crops change what the teacher says
-    with pytest.raises(FerEdgeError, match="--teacher-tta applies to --teacher-once"):
+    with pytest.raises(FerEdgeError, match="--teacher-tta and --teacher-targets apply to --teacher-once"):
         train(quick_cfg(subset, tmp_path / "bad", teacher=[str(ASSET_ONNX)], teacher_tta="tencrop"))
+
+
+def test_teacher_targets_kept_and_reused(subset, tmp_path, capsys):
+    """--teacher-once keeps its scores in the run folder (or --teacher-targets FILE); a run with the same teachers,
+    data, views and temperature reads them instead of scoring again; anything else scores again."""
+    from fer_edge.train.engine import Trainer
+
+    def setup(out, **over):
+        t = Trainer(quick_cfg(subset, tmp_path / out, arch="cnn-tiny", teacher=[str(ASSET_ONNX)], teacher_once=True,
+                              quiet=False, **over))
+        try:
+            t.setup()
+        finally:
+            t.dist.close()
+        return t, capsys.readouterr().err
+
+    first, err = setup("a")
+    kept = tmp_path / "a" / "teacher_targets.pt"
+    assert kept.is_file() and "teachers scored" in err
+    again, err = setup("b", teacher_targets=str(kept))
+    assert f"teacher targets read from {kept}" in err and "teachers scored" not in err
+    torch.testing.assert_close(again.teacher_train, first.teacher_train, rtol=0, atol=0)
+    hotter, err = setup("c", teacher_targets=str(kept), distill_temperature=4.0)
+    assert "teachers scored" in err  # another temperature: scored again (and the file now holds T=4)
+    assert float(hotter.teacher_train.max(1).values.mean()) < float(first.teacher_train.max(1).values.mean())
+    kept.write_bytes(b"not a torch file")
+    with pytest.raises(FerEdgeError, match="cannot be read as teacher targets; delete it"):
+        setup("d", teacher_targets=str(kept))

@@ -61,6 +61,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="views the teachers score each face in with --teacher-once, probabilities averaged: the face "
                         "and its mirror (flip, default) or the ten 87.5%% crops of `fer-edge evaluate --tta tencrop` "
                         "(5x the scoring time, a more accurate teacher)")
+    o.add_argument("--teacher-targets", metavar="FILE",
+                   help="with --teacher-once: keep the teachers' scores in FILE (default OUT/teacher_targets.pt) and "
+                        "read them from there when FILE holds the same teachers, data, views and temperature, so a "
+                        "resumed run or another student skips the scoring")
     o.add_argument("--distill-alpha", type=float, default=0.5, metavar="X",
                    help="weight of the distillation loss; 1 - X goes to the labels (0.5)")
     o.add_argument("--distill-temperature", type=float, default=2.0, metavar="T", help="(2)")
@@ -123,7 +127,8 @@ def config_from_args(args: argparse.Namespace):
     keys = ("data", "arch", "epochs", "out", "input_size", "channels", "batch_size", "eval_batch_size", "optimizer",
             "lr", "weight_decay", "scheduler", "warmup_epochs", "pretrained", "weights", "freeze_epochs",
             "unfreeze_last", "backbone_lr_scale", "drop_rate", "class_weights", "label_smoothing",
-            "zero_init_head", "teacher", "teacher_once", "teacher_tta", "distill_alpha", "distill_temperature",
+            "zero_init_head", "teacher", "teacher_once", "teacher_tta", "teacher_targets", "distill_alpha",
+            "distill_temperature",
             "balanced_sampler", "ferplus", "ferplus_mode", "amp", "channels_last", "ema", "clip_grad", "patience",
             "select_metric", "seed", "deterministic", "resume", "resume_from", "quiet", "data_on_gpu", "device",
             "max_steps", "limit_per_class", "threads")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,8 @@ from fer_edge.runtime.errors import FerEdgeError
 from fer_edge.train.checkpoint import load_checkpoint
 
 EXPORTED_SUFFIXES = (".onnx", ".xml")
+TARGETS_FORMAT = "fer_edge.teacher_targets/1"
+TEACHER_TARGETS = "teacher_targets.pt"  # file name of the --teacher-once targets in a run folder
 
 
 class _ExportedTeacher:
@@ -90,3 +94,43 @@ def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor,
     """Hinton's soft-target loss: ``T^2 * KL(teacher || student)`` at temperature ``T`` (batch mean)."""
     log_p = F.log_softmax(student_logits.float() / temperature, dim=1)
     return F.kl_div(log_p, teacher_probs, reduction="batchmean") * temperature**2
+
+
+# ---- --teacher-once targets, kept so a resumed or a second student does not score the faces again -------------
+
+def teacher_digests(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """SHA-256 of each teacher's weights file (a release folder's ``model.safetensors``; an IR's ``.bin`` too)."""
+    from fer_edge.runtime.assets import sha256_of
+
+    out = []
+    for p in map(Path, paths):
+        files = [p / "model.safetensors"] if p.is_dir() else [p]
+        if p.suffix.lower() == ".xml":
+            files.append(p.with_suffix(".bin"))
+        out.append("+".join(sha256_of(f) for f in files if f.is_file()))
+    return out
+
+
+def read_targets(path: Path, key: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The targets saved at ``path`` when they were scored for ``key``; None when absent or scored otherwise."""
+    if not path.is_file():
+        return None
+    try:
+        doc = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - whatever it is, it is not ours: never overwrite it
+        raise FerEdgeError(f"{path} cannot be read as teacher targets; delete it or give another --teacher-targets "
+                           "FILE") from None
+    if not isinstance(doc, dict) or doc.get("format") != TARGETS_FORMAT:
+        raise FerEdgeError(f"{path} cannot be read as teacher targets; delete it or give another --teacher-targets "
+                           "FILE")
+    if doc.get("key") != key:
+        return None
+    return {"train": doc["train"], "val": doc["val"]}
+
+
+def write_targets(path: Path, key: dict[str, Any], train: torch.Tensor, val: torch.Tensor) -> None:
+    """Save the training targets and the val probabilities with the key they were scored for (atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": TARGETS_FORMAT, "key": key, "train": train.cpu(), "val": val.cpu()}, tmp)
+    os.replace(tmp, path)

@@ -31,7 +31,14 @@ from fer_edge.runtime.errors import FerEdgeError
 from fer_edge.train import models as M
 from fer_edge.train.augment import AugmentConfig, BatchAugment, normalize
 from fer_edge.train.checkpoint import FORMAT, make_model_card, read_checkpoint, save_checkpoint
-from fer_edge.train.distill import Teachers, distillation_loss
+from fer_edge.train.distill import (
+    TEACHER_TARGETS,
+    Teachers,
+    distillation_loss,
+    read_targets,
+    teacher_digests,
+    write_targets,
+)
 
 SELECT_METRICS = ("accuracy", "macro_f1")
 
@@ -66,6 +73,7 @@ class TrainConfig:
     teacher: list[str] | None = None  # checkpoints to distil from (an ensemble when several)
     teacher_once: bool = False  # score the un-augmented training faces once instead of every augmented batch
     teacher_tta: str = "flip"  # the views scored with teacher_once: "flip" (face + mirror) or "tencrop"
+    teacher_targets: str | None = None  # where teacher_once keeps its scores (default: <out>/teacher_targets.pt)
     distill_alpha: float = 0.5  # weight of the distillation term; 1 - alpha on the labels
     distill_temperature: float = 2.0
     balanced_sampler: bool = False
@@ -262,8 +270,9 @@ class Trainer:
             raise FerEdgeError("--teacher-once needs --teacher")
         if c.teacher_tta not in ("flip", "tencrop"):
             raise FerEdgeError(f"unknown --teacher-tta '{c.teacher_tta}' (choose flip, tencrop)")
-        if c.teacher_tta != "flip" and not c.teacher_once:
-            raise FerEdgeError("--teacher-tta applies to --teacher-once (the faces scored once before training)")
+        if (c.teacher_tta != "flip" or c.teacher_targets) and not c.teacher_once:
+            raise FerEdgeError("--teacher-tta and --teacher-targets apply to --teacher-once (the faces scored once "
+                               "before training)")
         if c.pretrained and c.weights:
             raise FerEdgeError("give either --pretrained or --weights, not both")
         if c.resume_from and (c.resume or c.weights or c.pretrained):
@@ -349,11 +358,10 @@ class Trainer:
                                                      if c.teacher_once else ""))
         self.teacher_train = None
         if c.teacher_once:
-            t_tr, t_va = self._teacher_faces(tr, va)
-            self.teacher_train = self._score_once(t_tr, c.distill_temperature).to(self.data_device)
-            t_val = self._score_once(t_va, 1.0).argmax(1)
-            self.log(f"  teacher on val at {t_tr.shape[-1]}x{t_tr.shape[-2]}: accuracy "
-                     f"{float((t_val == self.y_val.to(t_val.device)).float().mean()):.4f}")
+            t_train, t_val = self._teacher_targets(tr, va)
+            self.teacher_train = t_train.to(self.data_device)
+            self.log(f"  teacher on val ({c.teacher_tta}): accuracy "
+                     f"{float((t_val.argmax(1) == self.y_val.to(t_val.device)).float().mean()):.4f}")
 
         # optimiser + scheduler
         lr = c.lr if c.lr is not None else (1e-3 if c.optimizer == "adamw" else 0.01)
@@ -482,6 +490,30 @@ class Trainer:
         if not self.amp:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _teacher_targets(self, tr, va) -> tuple[torch.Tensor, torch.Tensor]:
+        """``--teacher-once``: the teachers' probabilities at the distillation temperature for every training face
+        and at T=1 for every val face, read from the targets file when it holds these teachers' scores of these
+        faces with these views, else scored now and saved there."""
+        c = self.cfg
+        path = Path(c.teacher_targets).expanduser() if c.teacher_targets else self.out / TEACHER_TARGETS
+        key = {"teachers": teacher_digests(c.teacher), "data": self.fingerprint, "tta": c.teacher_tta,
+               "temperature": float(c.distill_temperature), "classes": list(self.classes),
+               "ferplus": bool(c.ferplus), "ferplus_mode": c.ferplus_mode, "limit_per_class": c.limit_per_class}
+        kept = read_targets(path, key)
+        if kept is not None and len(kept["train"]) == len(tr.labels) and len(kept["val"]) == len(va.labels):
+            self.log(f"  teacher targets read from {path}")
+            return kept["train"], kept["val"]
+        t0 = time.perf_counter()
+        t_tr, t_va = self._teacher_faces(tr, va)
+        with self._autocast():
+            t_train = self._score_once(t_tr, c.distill_temperature).float()
+            t_val = self._score_once(t_va, 1.0).float()
+        if self.dist.main:
+            write_targets(path, key, t_train, t_val)
+        self.log(f"  teachers scored {len(t_tr) + len(t_va)} faces at {t_tr.shape[-1]}x{t_tr.shape[-2]} in "
+                 f"{time.perf_counter() - t0:.0f} s" + (" (bf16)" if self.amp else "") + f", kept in {path}")
+        return t_train, t_val
 
     def _teacher_faces(self, tr, va) -> tuple[torch.Tensor, torch.Tensor]:
         """The training and val faces at the largest teacher input size (read again when the student's is

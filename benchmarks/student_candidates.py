@@ -29,6 +29,11 @@ CANDIDATES: dict[str, tuple[str, int, dict]] = {
     # twice the depth at about the same MACs: two 3x3 convs per stage, half the widths
     "cnn-narrow2-40": ("cnn", 40, {"widths": (16, 32, 64, 128), "convs_per_block": 2, "hidden": 128}),
     "cnn-mid2-40": ("cnn", 40, {"widths": (24, 48, 96, 192), "convs_per_block": 2, "hidden": 128}),
+    # around the shipped `fast` (the cnn-fast preset = cnn-narrow2-40 with dropout): larger input, a third conv
+    # per stage, wider stages at 48 px
+    "cnn-narrow2-48": ("cnn", 48, {"widths": (16, 32, 64, 128), "convs_per_block": 2, "hidden": 128}),
+    "cnn-narrow3-40": ("cnn", 40, {"widths": (16, 32, 64, 128), "convs_per_block": 3, "hidden": 128}),
+    "cnn-mid2-48": ("cnn", 48, {"widths": (24, 48, 96, 192), "convs_per_block": 2, "hidden": 128}),
 }
 
 

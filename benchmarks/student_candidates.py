@@ -34,6 +34,9 @@ CANDIDATES: dict[str, tuple[str, int, dict]] = {
     "cnn-narrow2-48": ("cnn", 48, {"widths": (16, 32, 64, 128), "convs_per_block": 2, "hidden": 128}),
     "cnn-narrow3-40": ("cnn", 40, {"widths": (16, 32, 64, 128), "convs_per_block": 3, "hidden": 128}),
     "cnn-mid2-48": ("cnn", 48, {"widths": (24, 48, 96, 192), "convs_per_block": 2, "hidden": 128}),
+    # for `accurate` (time it against the shipped 96 px MobileNetV2 with --reference): a half-width VGG, the VGG itself
+    "vgg-half-48": ("vgg", 48, {"widths": (32, 64, 128, 256), "hidden": 512}),
+    "vgg-48": ("vgg", 48, {}),
 }
 
 
@@ -70,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--calls", type=int, default=50)
     ap.add_argument("--only", nargs="*", choices=tuple(CANDIDATES), help="a subset of the candidates")
+    ap.add_argument("--reference", nargs="*", default=[], metavar="MODEL",
+                    help="exported models (.onnx / .xml) timed in the same rounds, for example the shipped "
+                         "fer_edge/assets/emotion_int8.xml and .onnx")
     ap.add_argument("--out", default="benchmarks/results/student-candidates")
     a = ap.parse_args(argv)
 
@@ -80,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     from fer_edge.runtime.classifier import load_classifier
 
     FerPeer(a.peer_fer, EMOTIONS, 1)  # a missing or unreadable peer file stops here, before any export
+    for ref in a.reference:
+        load_classifier(ref, threads=1)  # and so does a missing or unreadable reference model
     names = a.only or list(CANDIDATES)
     work = Path(tempfile.mkdtemp(prefix="fer-edge-candidates-"))
     artifacts: dict[str, dict[str, Path]] = {}
@@ -94,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     for threads in (1, 2):
         peer = FerPeer(a.peer_fer, EMOTIONS, threads)
         subjects = [("fer 25.10.3 TFLite INT8", peer.predict, peer.inputs(np.zeros((1, 48, 48), np.uint8)))]
-        for n in names:
-            for path in artifacts[n].values():
-                clf = load_classifier(path, threads=threads)
-                h, w = clf.meta.input_size
-                subjects.append((f"{n} {clf.backend} INT8", clf.predict, np.zeros((1, 1, h, w), np.float32)))
+        labelled = [(f"{n} ", path) for n in names for path in artifacts[n].values()]
+        labelled += [(f"reference {Path(ref).name} ", Path(ref)) for ref in a.reference]
+        for label, path in labelled:
+            clf = load_classifier(path, threads=threads)
+            h, w = clf.meta.input_size
+            c = clf.meta.channels
+            subjects.append((f"{label}{clf.backend} INT8", clf.predict, np.zeros((1, c, h, w), np.float32)))
         times = interleaved_latency([s[1] for s in subjects], [s[2] for s in subjects], a.rounds, a.calls)
         fer_ms = float(np.median(times[0]) * 1e3)
         for (label, _, _), t in zip(subjects, times):

@@ -499,6 +499,7 @@ class Trainer:
         path = Path(c.teacher_targets).expanduser() if c.teacher_targets else self.out / TEACHER_TARGETS
         key = {"teachers": teacher_digests(c.teacher), "data": self.fingerprint, "tta": c.teacher_tta,
                "temperature": float(c.distill_temperature), "classes": list(self.classes),
+               "faces_at": list(self._teacher_face_size()),
                "ferplus": bool(c.ferplus), "ferplus_mode": c.ferplus_mode, "limit_per_class": c.limit_per_class}
         kept = read_targets(path, key)
         if kept is not None and len(kept["train"]) == len(tr.labels) and len(kept["val"]) == len(va.labels):
@@ -515,12 +516,18 @@ class Trainer:
                  f"{time.perf_counter() - t0:.0f} s" + (" (bf16)" if self.amp else "") + f", kept in {path}")
         return t_train, t_val
 
+    def _teacher_face_size(self) -> tuple[int, int]:
+        """The size the teachers score the faces at: the largest teacher input size, or the student's if larger."""
+        size = max((m[1] for m in self.teachers.models), key=lambda s: s[0] * s[1])
+        student = tuple(self.input_size)
+        return student if size[0] * size[1] <= student[0] * student[1] else size
+
     def _teacher_faces(self, tr, va) -> tuple[torch.Tensor, torch.Tensor]:
         """The training and val faces at the largest teacher input size (read again when the student's is
         smaller, so a 40 px student still learns from what the teacher sees at its own size)."""
         c = self.cfg
-        size = max((m[1] for m in self.teachers.models), key=lambda s: s[0] * s[1])
-        if size[0] * size[1] <= self.input_size[0] * self.input_size[1]:
+        size = self._teacher_face_size()
+        if size == tuple(self.input_size):
             return self.x_train, self.x_val
         quiet = lambda *_a, **_k: None  # noqa: E731
         t_tr, t_va = load_train_val(c.data, EMOTIONS, size, log=quiet, limit_per_class=c.limit_per_class)

@@ -19,10 +19,7 @@ import numpy as np
 
 from fer_edge.metrics import confusion_from_labels, format_report, metrics_from_confusion
 from fer_edge.runtime.errors import FerEdgeError
-
-TTA_MODES = ("flip", "tencrop")
-TENCROP_FRACTION = 0.875
-
+from fer_edge.tta import TTA_MODES, crop_views
 
 # ---- the confusion matrix picture ---------------------------------------------------------------
 
@@ -118,20 +115,6 @@ def load_model(path: str | os.PathLike, backend: str | None = None, threads: int
 
 
 # ---- evaluation --------------------------------------------------------------------------------------
-
-def crop_views(h: int, w: int, tta: str | None) -> list[tuple[np.ndarray, bool]]:
-    """(rect [x0, y0, x1, y1], horizontally flipped?) views of an h x w image per TTA mode."""
-    full = np.array([0, 0, w, h])
-    if tta is None:
-        return [(full, False)]
-    if tta == "flip":
-        return [(full, False), (full, True)]
-    ch, cw = max(1, round(h * TENCROP_FRACTION)), max(1, round(w * TENCROP_FRACTION))
-    y0c, x0c = (h - ch) // 2, (w - cw) // 2
-    corners = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), (y0c, x0c)]
-    rects = [np.array([x, y, x + cw, y + ch]) for y, x in corners]
-    return [(r, False) for r in rects] + [(r, True) for r in rects]
-
 
 def predict_faces(classifier, images: np.ndarray, tta: str | None = None, batch: int = 64) -> np.ndarray:
     """Class probabilities (N, K) for gray uint8 face crops (N, H, W), through the runtime's FaceBatcher.

@@ -15,7 +15,7 @@ PACKAGE_DIRS = {"fer_edge": REPO / "fer_edge", "fer_edge.runtime": REPO / "runti
 LAYERS = [
     ("runtime", ["fer_edge.runtime"]),
     ("shared", ["fer_edge", "fer_edge.classes", "fer_edge.data", "fer_edge.metrics", "fer_edge.machine",
-                "fer_edge.recognizer"]),
+                "fer_edge.recognizer", "fer_edge.tta"]),
     ("train", ["fer_edge.train"]),
     ("evaluate", ["fer_edge.evaluate"]),
     ("export", ["fer_edge.export"]),

@@ -39,6 +39,7 @@ from fer_edge.train.distill import (
     teacher_digests,
     write_targets,
 )
+from fer_edge.tta import crop_views
 
 SELECT_METRICS = ("accuracy", "macro_f1")
 
@@ -543,8 +544,6 @@ class Trainer:
         """The teachers' probabilities for uint8 faces (N, H, W), averaged over the ``--teacher-tta`` views
         (N, 7): the face and its mirror, or the ten crops of ``fer-edge evaluate --tta tencrop`` (each view is
         resized to a teacher's input size by :meth:`Teachers.probs`)."""
-        from fer_edge.evaluate import crop_views
-
         h, w = images.shape[-2:]
         views = crop_views(h, w, self.cfg.teacher_tta)
         out = []

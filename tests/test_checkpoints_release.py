@@ -196,7 +196,7 @@ def test_teacher_targets_kept_and_reused(subset, tmp_path, capsys):
         return t, capsys.readouterr().err
 
     first, err = setup("a")
-    kept = tmp_path / "a" / "teacher_targets.pt"
+    kept = tmp_path / "a" / "teacher_targets.safetensors"
     assert kept.is_file() and "teachers scored" in err
     again, err = setup("b", teacher_targets=str(kept))
     assert f"teacher targets read from {kept}" in err and "teachers scored" not in err
@@ -204,6 +204,6 @@ def test_teacher_targets_kept_and_reused(subset, tmp_path, capsys):
     hotter, err = setup("c", teacher_targets=str(kept), distill_temperature=4.0)
     assert "teachers scored" in err  # another temperature: scored again (and the file now holds T=4)
     assert float(hotter.teacher_train.max(1).values.mean()) < float(first.teacher_train.max(1).values.mean())
-    kept.write_bytes(b"not a torch file")
+    kept.write_bytes(b"not a safetensors file")
     with pytest.raises(FerEdgeError, match="cannot be read as teacher targets; delete it"):
         setup("d", teacher_targets=str(kept))

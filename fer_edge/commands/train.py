@@ -62,9 +62,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "and its mirror (flip, default) or the ten 87.5%% crops of `fer-edge evaluate --tta tencrop` "
                         "(5x the scoring time, a more accurate teacher)")
     o.add_argument("--teacher-targets", metavar="FILE",
-                   help="with --teacher-once: keep the teachers' scores in FILE (default OUT/teacher_targets.pt) and "
-                        "read them from there when FILE holds the same teachers, data, views and temperature, so a "
-                        "resumed run or another student skips the scoring")
+                   help="with --teacher-once: keep the teachers' scores in FILE (default "
+                        "OUT/teacher_targets.safetensors) and read them from there when FILE holds the same teachers, "
+                        "data, views and temperature, so a resumed run or another student skips the scoring")
     o.add_argument("--distill-alpha", type=float, default=0.5, metavar="X",
                    help="weight of the distillation loss; 1 - X goes to the labels (0.5)")
     o.add_argument("--distill-temperature", type=float, default=2.0, metavar="T", help="(2)")

@@ -11,6 +11,7 @@ which equals ``softmax(logits / T)``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +25,8 @@ from fer_edge.runtime.errors import FerEdgeError
 from fer_edge.train.checkpoint import load_checkpoint
 
 EXPORTED_SUFFIXES = (".onnx", ".xml")
-TARGETS_FORMAT = "fer_edge.teacher_targets/1"
-TEACHER_TARGETS = "teacher_targets.pt"  # file name of the --teacher-once targets in a run folder
+TARGETS_FORMAT = "fer_edge.teacher_targets/2"  # safetensors: tensors train and val, the key as JSON metadata
+TEACHER_TARGETS = "teacher_targets.safetensors"  # file name of the --teacher-once targets in a run folder
 
 
 class _ExportedTeacher:
@@ -113,24 +114,33 @@ def teacher_digests(paths: Sequence[str | os.PathLike]) -> list[str]:
 
 def read_targets(path: Path, key: dict[str, Any]) -> dict[str, torch.Tensor] | None:
     """The targets saved at ``path`` when they were scored for ``key``; None when absent or scored otherwise."""
+    from safetensors import safe_open
+
     if not path.is_file():
         return None
+    unreadable = FerEdgeError(f"{path} cannot be read as teacher targets; delete it or give another "
+                              "--teacher-targets FILE")
     try:
-        doc = torch.load(path, map_location="cpu", weights_only=True)
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != TARGETS_FORMAT or set(f.keys()) != {"train", "val"}:
+                raise unreadable
+            if json.loads(meta.get("key", "null")) != json.loads(json.dumps(key)):
+                return None
+            return {"train": f.get_tensor("train"), "val": f.get_tensor("val")}
+    except FerEdgeError:
+        raise
     except Exception:  # noqa: BLE001 - whatever it is, it is not ours: never overwrite it
-        raise FerEdgeError(f"{path} cannot be read as teacher targets; delete it or give another --teacher-targets "
-                           "FILE") from None
-    if not isinstance(doc, dict) or doc.get("format") != TARGETS_FORMAT:
-        raise FerEdgeError(f"{path} cannot be read as teacher targets; delete it or give another --teacher-targets "
-                           "FILE")
-    if doc.get("key") != key:
-        return None
-    return {"train": doc["train"], "val": doc["val"]}
+        raise unreadable from None
 
 
 def write_targets(path: Path, key: dict[str, Any], train: torch.Tensor, val: torch.Tensor) -> None:
-    """Save the training targets and the val probabilities with the key they were scored for (atomically)."""
+    """Save the training targets and the val probabilities with the key they were scored for (atomically), as
+    safetensors: no pickle, so a kept file can be shared like a release's weights."""
+    from safetensors.torch import save_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": TARGETS_FORMAT, "key": key, "train": train.cpu(), "val": val.cpu()}, tmp)
+    save_file({"train": train.float().cpu().contiguous(), "val": val.float().cpu().contiguous()}, str(tmp),
+              metadata={"format": TARGETS_FORMAT, "key": json.dumps(key, sort_keys=True)})
     os.replace(tmp, path)

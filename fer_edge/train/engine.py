@@ -498,16 +498,17 @@ class Trainer:
         faces with these views, else scored now and saved there."""
         c = self.cfg
         path = Path(c.teacher_targets).expanduser() if c.teacher_targets else self.out / TEACHER_TARGETS
+        size = self._teacher_face_size()
         key = {"teachers": teacher_digests(c.teacher), "data": self.fingerprint, "tta": c.teacher_tta,
                "temperature": float(c.distill_temperature), "classes": list(self.classes),
-               "faces_at": list(self._teacher_face_size()),
+               "faces_at": list(size),
                "ferplus": bool(c.ferplus), "ferplus_mode": c.ferplus_mode, "limit_per_class": c.limit_per_class}
         kept = read_targets(path, key)
         if kept is not None and len(kept["train"]) == len(tr.labels) and len(kept["val"]) == len(va.labels):
             self.log(f"  teacher targets read from {path}")
             return kept["train"], kept["val"]
         t0 = time.perf_counter()
-        t_tr, t_va = self._teacher_faces(tr, va)
+        t_tr, t_va = self._teacher_faces(tr, va, size)
         with self._autocast():
             t_train = self._score_once(t_tr, c.distill_temperature).float()
             t_val = self._score_once(t_va, 1.0).float()
@@ -523,11 +524,10 @@ class Trainer:
         student = tuple(self.input_size)
         return student if size[0] * size[1] <= student[0] * student[1] else size
 
-    def _teacher_faces(self, tr, va) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training and val faces at the largest teacher input size (read again when the student's is
-        smaller, so a 40 px student still learns from what the teacher sees at its own size)."""
+    def _teacher_faces(self, tr, va, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training and val faces at ``size``, the largest teacher input size (read again when the student's
+        is smaller, so a 40 px student still learns from what the teacher sees at its own size)."""
         c = self.cfg
-        size = self._teacher_face_size()
         if size == tuple(self.input_size):
             return self.x_train, self.x_val
         quiet = lambda *_a, **_k: None  # noqa: E731

@@ -201,6 +201,10 @@ def test_teacher_targets_kept_and_reused(subset, tmp_path, capsys):
     again, err = setup("b", teacher_targets=str(kept))
     assert f"teacher targets read from {kept}" in err and "teachers scored" not in err
     torch.testing.assert_close(again.teacher_train, first.teacher_train, rtol=0, atol=0)
+    # a student of another input size: the teacher (96 px) sees the same faces, so the same targets serve it
+    smaller, err = setup("b40", teacher_targets=str(kept), input_size=40)
+    assert smaller.x_train.shape[-1] == 40 and f"teacher targets read from {kept}" in err
+    torch.testing.assert_close(smaller.teacher_train, first.teacher_train, rtol=0, atol=0)
     hotter, err = setup("c", teacher_targets=str(kept), distill_temperature=4.0)
     assert "teachers scored" in err  # another temperature: scored again (and the file now holds T=4)
     assert float(hotter.teacher_train.max(1).values.mean()) < float(first.teacher_train.max(1).values.mean())

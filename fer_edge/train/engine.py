@@ -499,7 +499,9 @@ class Trainer:
         c = self.cfg
         path = Path(c.teacher_targets).expanduser() if c.teacher_targets else self.out / TEACHER_TARGETS
         size = self._teacher_face_size()
-        key = {"teachers": teacher_digests(c.teacher), "data": self.fingerprint, "tta": c.teacher_tta,
+        t_tr, t_va, faces = self._teacher_faces(tr, va, size)
+        # keyed on the faces as the teachers see them, so students of other input sizes share the file
+        key = {"teachers": teacher_digests(c.teacher), "data": faces, "tta": c.teacher_tta,
                "temperature": float(c.distill_temperature), "classes": list(self.classes),
                "faces_at": list(size),
                "ferplus": bool(c.ferplus), "ferplus_mode": c.ferplus_mode, "limit_per_class": c.limit_per_class}
@@ -508,7 +510,6 @@ class Trainer:
             self.log(f"  teacher targets read from {path}")
             return kept["train"], kept["val"]
         t0 = time.perf_counter()
-        t_tr, t_va = self._teacher_faces(tr, va, size)
         with self._autocast():
             t_train = self._score_once(t_tr, c.distill_temperature).float()
             t_val = self._score_once(t_va, 1.0).float()
@@ -524,12 +525,13 @@ class Trainer:
         student = tuple(self.input_size)
         return student if size[0] * size[1] <= student[0] * student[1] else size
 
-    def _teacher_faces(self, tr, va, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _teacher_faces(self, tr, va, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, str]:
         """The training and val faces at ``size``, the largest teacher input size (read again when the student's
-        is smaller, so a 40 px student still learns from what the teacher sees at its own size)."""
+        is smaller, so a 40 px student still learns from what the teacher sees at its own size), and the training
+        faces' fingerprint at that size."""
         c = self.cfg
         if size == tuple(self.input_size):
-            return self.x_train, self.x_val
+            return self.x_train, self.x_val, self.fingerprint
         quiet = lambda *_a, **_k: None  # noqa: E731
         t_tr, t_va = load_train_val(c.data, EMOTIONS, size, log=quiet, limit_per_class=c.limit_per_class)
         if c.ferplus:
@@ -537,7 +539,7 @@ class Trainer:
             t_va = apply_ferplus(t_va, c.ferplus, "majority", quiet)
         if not (np.array_equal(t_tr.labels, tr.labels) and np.array_equal(t_va.labels, va.labels)):
             raise FerEdgeError("--teacher-once: the data read again at the teacher's size does not match")
-        return torch.from_numpy(t_tr.images), torch.from_numpy(t_va.images)
+        return torch.from_numpy(t_tr.images), torch.from_numpy(t_va.images), t_tr.fingerprint()
 
     @torch.no_grad()
     def _score_once(self, images: torch.Tensor, temperature: float) -> torch.Tensor:

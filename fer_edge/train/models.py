@@ -32,6 +32,10 @@ PRESETS: dict[str, tuple[str, dict[str, Any], int]] = {
     # the same MACs at twice the depth (two convs per stage, 16-32-64-128) and light dropout: the fast student
     "cnn-fast": ("cnn", {"widths": (16, 32, 64, 128), "convs_per_block": 2, "hidden": 128, "dropout": 0.05,
                          "head_dropout": 0.2}, 40),
+    # cnn-fast at 1.5x the widths (24-48-96-192, about twice the work): still 0.67-0.75x fer's classifier time on
+    # AVX-512 VNNI (benchmarks/results/student-candidates-vnni/, cnn-mid2-40), the second `fast` candidate
+    "cnn-mid": ("cnn", {"widths": (24, 48, 96, 192), "convs_per_block": 2, "hidden": 128, "dropout": 0.05,
+                        "head_dropout": 0.2}, 40),
     "mobilenetv3": ("mobilenetv3_large_100", {}, 48),
     "vit": ("vit_tiny_patch16_224", {"patch_size": 6}, 48),
     # ViT-tiny at half depth on 6x6 patches of 8 px, average-pooled tokens: ~3.5x cheaper than "vit" on a CPU

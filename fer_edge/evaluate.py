@@ -100,7 +100,11 @@ class TorchCheckpointClassifier:
 def load_model(path: str | os.PathLike, backend: str | None = None, threads: int | None = None):
     p = Path(path).expanduser()
     if not p.exists():
-        raise FerEdgeError(f"model file {p} does not exist")
+        from fer_edge.runtime.models import classifier_path
+
+        p = classifier_path(path, backend)  # a shipped model's name (accurate, fast), else a clear error
+        if not p.exists():
+            raise FerEdgeError(f"model file {p} does not exist")
     if p.is_dir() or p.suffix.lower() in (".pt", ".pth", ".safetensors"):
         if backend:
             raise FerEdgeError("--backend applies to .onnx / .xml models, not to a training checkpoint")

@@ -239,3 +239,22 @@ def test_evaluate_writes_per_image_predictions(subset, tiny_onnx, tmp_path):
     assert [rows[k][1] for k in order] == [EMOTIONS[i] for i in pred]
     header = preds.read_text().splitlines()[0].split(",")
     assert header[:3] == ["path", "label", "pred"] and header[3:] == [f"prob_{c}" for c in EMOTIONS]
+
+
+def test_evaluate_takes_a_shipped_models_name(subset, tmp_path):
+    """`fer-edge evaluate fast` evaluates the shipped file that `fer-edge run --model fast` loads; an unknown name
+    is one clear error naming the shipped models."""
+    from fer_edge.evaluate import evaluate
+    from fer_edge.runtime.models import classifier_path
+
+    quiet = dict(log=lambda s: None, show_report=False, confusion_path="")
+    for name in ("fast", "accurate"):
+        by_name = evaluate(name, subset / "val", backend="onnxruntime", **quiet)
+        by_file = evaluate(classifier_path(name, "onnxruntime"), subset / "val", **quiet)
+        assert by_name["n"] == by_file["n"] == 56 and by_name["confusion"] == by_file["confusion"]
+    r = run_cli("evaluate", "fast", "--data", str(subset / "val"), "--json", str(tmp_path / "f.json"),
+                "--no-confusion")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "f.json").read_text())["model"] == "fast"
+    r = run_cli("evaluate", "fastest", "--data", str(subset / "val"))
+    assert_clean_error(r, "neither a classifier file", "fast")

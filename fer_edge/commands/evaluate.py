@@ -13,7 +13,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "evaluate", help="accuracy, per-class report and confusion matrix of a model on labelled faces",
         description="Evaluate a training checkpoint (.pt), an ONNX file or an OpenVINO IR (.xml) on an ImageFolder "
                     "split or a fer2013.csv. ONNX/IR models run through the torch-free runtime preprocessing.")
-    p.add_argument("model", metavar="MODEL", nargs="+", help="checkpoint .pt, .onnx or OpenVINO .xml; several "
+    p.add_argument("model", metavar="MODEL", nargs="+", help="checkpoint .pt or folder, .onnx or OpenVINO .xml, or a "
+                   "shipped model's name (accurate, fast); several "
                    "models are evaluated as an ensemble (their probabilities averaged)")
     p.add_argument("--data", required=True, metavar="DIR_OR_CSV",
                    help="a split folder of class folders, a root with val/ (or test/), or a fer2013.csv")

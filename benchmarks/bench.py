@@ -391,7 +391,36 @@ def markdown(r: dict[str, Any]) -> str:
         lines += ["", "Latency: interleaved rounds, every model in every round; speed-ups are ratios from this one run."
                   + (" The fer row is the peer (its own preprocessing, one face per call); the last three columns "
                      "compare every row with it." if r.get("peers") else " No fer peer row (see --peer-fer).")]
-    lines += ["", "## Face detectors (ms per frame)", "", "| detector | video | frame | median ms | p90 ms |",
+    lines += _video_sections(r) if r["detectors"] or r["end_to_end"] else \
+        ["", "## Face detectors and the end-to-end loop", "", "Not measured: no videos (`--videos` named none)."]
+    lines += ["", "## Detection on labelled faces pasted into frames", ""]
+    if any(p["models"] for p in r["pasted_faces"]):
+        lines += ["| detector | faces | recall | model | accuracy of detected faces | accuracy of the same faces as "
+                  "crops | gap (± standard error) |", "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+        for p in r["pasted_faces"]:
+            if "error" in p:
+                lines.append(f"| {p['detector']} | | | | {p['error']} | | |")
+            for m2 in p["models"]:
+                lines.append(f"| {p['detector']} | {p['faces']} | {p['recall']:.3f} | {m2['model']} | "
+                             f"{m2['accuracy_detected_in_frames']:.4f} | {m2['accuracy_same_faces_as_crops']:.4f} | "
+                             f"{m2['gap']:+.4f} (± {m2.get('gap_se', float('nan')):.4f}) |")
+    else:
+        lines += ["| detector | faces | detected | recall |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {p['detector']} | | | {p['error']} |" if "error" in p else
+                  f"| {p['detector']} | {p['faces']} | {p['detected']} | {p['recall']:.3f} |"
+                  for p in r["pasted_faces"]]
+    if r.get("plot"):
+        lines += ["", f"![accuracy vs speed]({Path(r['plot']).name})"]
+    if r.get("pi_estimate"):
+        lines += ["", "## Raspberry Pi estimate inputs (compare with the measured rows above)", "", "```",
+                  *r["pi_estimate"], "```"]
+    return "\n".join(lines) + "\n"
+
+
+
+def _video_sections(r: dict[str, Any]) -> list[str]:
+    """The face-detector and end-to-end loop tables of :func:`markdown` (measured on the videos)."""
+    lines = ["", "## Face detectors (ms per frame)", "", "| detector | video | frame | median ms | p90 ms |",
               "| --- | --- | --- | ---: | ---: |"]
     for d in r["detectors"].values():
         if "error" in d:
@@ -425,29 +454,7 @@ def markdown(r: dict[str, Any]) -> str:
                          f"({100 * x['overhead_share']:.1f}%) | {x['peak_rss_mb']:.0f} |")
     lines += ["", "Speed-up: median over rounds of new fps / old fps within the round (each round's ratio in "
               "brackets)."]
-    lines += ["", "## Detection on labelled faces pasted into frames", ""]
-    if any(p["models"] for p in r["pasted_faces"]):
-        lines += ["| detector | faces | recall | model | accuracy of detected faces | accuracy of the same faces as "
-                  "crops | gap (± standard error) |", "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
-        for p in r["pasted_faces"]:
-            if "error" in p:
-                lines.append(f"| {p['detector']} | | | | {p['error']} | | |")
-            for m2 in p["models"]:
-                lines.append(f"| {p['detector']} | {p['faces']} | {p['recall']:.3f} | {m2['model']} | "
-                             f"{m2['accuracy_detected_in_frames']:.4f} | {m2['accuracy_same_faces_as_crops']:.4f} | "
-                             f"{m2['gap']:+.4f} (± {m2.get('gap_se', float('nan')):.4f}) |")
-    else:
-        lines += ["| detector | faces | detected | recall |", "| --- | ---: | ---: | ---: |"]
-        lines += [f"| {p['detector']} | | | {p['error']} |" if "error" in p else
-                  f"| {p['detector']} | {p['faces']} | {p['detected']} | {p['recall']:.3f} |"
-                  for p in r["pasted_faces"]]
-    if r.get("plot"):
-        lines += ["", f"![accuracy vs speed]({Path(r['plot']).name})"]
-    if r.get("pi_estimate"):
-        lines += ["", "## Raspberry Pi estimate inputs (compare with the measured rows above)", "", "```",
-                  *r["pi_estimate"], "```"]
-    return "\n".join(lines) + "\n"
-
+    return lines
 
 def pi_estimate_inputs(machine: dict[str, Any]) -> list[str] | None:
     """On an aarch64 machine, the Raspberry Pi estimate's inputs (benchmarks/pi_estimate.py), to be checked against

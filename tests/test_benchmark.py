@@ -154,3 +154,18 @@ def test_interleaved_latency_gives_each_model_its_own_input():
     assert [len(t) for t in times] == [6, 6] and seen == {"a": {xa.shape}, "b": {xb.shape}}
     with pytest.raises(ValueError):
         interleaved_latency([predict("a", xa.shape)], [xa, xb], rounds=1, calls=1)
+
+
+def test_report_without_videos_says_so_instead_of_empty_tables():
+    """`--videos` with no file skips the detector and loop measurements: the report says so in one line."""
+    from fer_edge.benchmarks.bench import markdown
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    r = json.loads((root / "frontier-session8" / "benchmark.json").read_text())
+    assert not r["detectors"] and not r["end_to_end"]
+    md = markdown(r)
+    assert "Not measured: no videos" in md and "## Face detectors (ms per frame)" not in md
+    assert "| yunet 608 px (default) | 2400 |" in md  # the pasted-face table is still there
+    with_videos = json.loads((root / "shipped-vnni" / "benchmark.json").read_text())
+    md = markdown(with_videos)
+    assert "## Face detectors (ms per frame)" in md and "Not measured" not in md

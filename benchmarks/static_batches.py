@@ -4,7 +4,7 @@ A loop's face count changes from frame to frame (2, 3, 2, 1 ...). The runtime's 
 sizes 1..STATIC_BATCHES with static shapes before a frame loop (``prepare_stream``); this measures why, on the real
 classifier (``predict``: the same tensors and requests as ``fer-edge run``), in interleaved rounds::
 
-    python -m fer_edge.benchmarks.static_batches fer_edge/assets/emotion_int8.xml \
+    python -m fer_edge.benchmarks.static_batches fer_edge/assets/accurate_int8.xml \
         --out benchmarks/results/static-batches
 
 Each round times every batch size alone (steady) and the alternating sequence, first on a classifier as loaded

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", choices=tuple(CANDIDATES), help="a subset of the candidates")
     ap.add_argument("--reference", nargs="*", default=[], metavar="MODEL",
                     help="exported models (.onnx / .xml) timed in the same rounds, for example the shipped "
-                         "fer_edge/assets/emotion_int8.xml and .onnx")
+                         "fer_edge/assets/accurate_int8.xml and .onnx")
     ap.add_argument("--out", default="benchmarks/results/student-candidates")
     a = ap.parse_args(argv)
 

@@ -1,14 +1,14 @@
 """Recover a torch checkpoint from a fer-edge INT8 QDQ ONNX export of a timm CNN.
 
 The FP32 checkpoints behind the first shipped models were lost (they lived in an ignored ``runs/``), so
-this rebuilds one from the shipped ``emotion_int8.onnx``: each ``Conv`` node (named after its torch module
+this rebuilds one from the shipped ``accurate_int8.onnx``: each ``Conv`` node (named after its torch module
 by the exporter, BatchNorm already folded in) gives that module's dequantized weights, and the BatchNorm
 after it becomes ``y = x + bias``; the ``Gemm`` gives the classifier. The result computes what the ONNX
 model computes without its activation quantization, so it is a faithful FP32 stand-in (an exact dequant of
 the INT8 weights, not the lost original) for re-export, re-quantization and distillation. It is checked
 against the ONNX model evaluated exactly (unfused QDQ, no INT8 kernels) on real faces before it is written.
 
-    python -m fer_edge.export.recover fer_edge/assets/emotion_int8.onnx checkpoints/default-mnv2-96 \\
+    python -m fer_edge.export.recover fer_edge/assets/accurate_int8.onnx checkpoints/default-mnv2-96 \\
         --data ../shared/datasets/fer2013/val
 """
 

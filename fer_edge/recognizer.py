@@ -77,8 +77,8 @@ class EmotionRecognizer:
     """Face detector + emotion classifier, loaded once and used for images, crops, videos and cameras.
 
     Args:
-        model: None for the classifier shipped with fer-edge, a shipped model's name (``"emotion_int8"``), or a
-            classifier file (``.onnx``, OpenVINO ``.xml``) from ``fer-edge export``.
+        model: None for the classifier shipped with fer-edge, a shipped model's name (``"accurate"`` or
+            ``"fast"``), or a classifier file (``.onnx``, OpenVINO ``.xml``) from ``fer-edge export``.
         detector: ``"yunet"`` (shipped in the package) or ``"res10"`` (``fer-edge models fetch``).
 
     Keyword options: ``backend`` (``"onnxruntime"``/``"openvino"``; default from the file), ``threads``,

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from .errors import FerEdgeError
 
-DEFAULT_STEM = "emotion_int8"
+DEFAULT_STEM = "accurate_int8"
 CLASSIFIER_SUFFIXES = (".onnx", ".xml")
 # the shipped models by name (``--model NAME``): what each is for -> its file stem in assets/
 MODEL_NAMES = {"accurate": DEFAULT_STEM, "fast": "fast_int8"}
+# names the shipped files had before, still accepted by ``--model`` (0.1 shipped ``emotion_int8``)
+FORMER_NAMES = {"emotion_int8": DEFAULT_STEM}
 
 
 def _openvino_runs_int8() -> bool:
@@ -64,7 +66,7 @@ def classifier_path(model: str | os.PathLike | None, backend: str | None = None)
     looks_like_file = p.suffix.lower() in CLASSIFIER_SUFFIXES or os.sep in text or "/" in text
     if not looks_like_file and not p.exists():
         stems = shipped_models()
-        stem = MODEL_NAMES.get(text, text)
+        stem = MODEL_NAMES.get(text, FORMER_NAMES.get(text, text))
         if stem in stems:
             return default_classifier_path(backend, stem)
         names = [n for n, st in MODEL_NAMES.items() if st in stems] + stems

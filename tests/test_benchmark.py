@@ -132,9 +132,9 @@ def test_same_file_names_from_two_runs_get_their_folders(tmp_path, tiny_onnx):
 
     for run in ("run_a", "run_b"):
         (tmp_path / run).mkdir()
-        shutil.copy(tiny_onnx, tmp_path / run / "emotion_int8.onnx")
-    subjects = load_subjects([str(tmp_path / r / "emotion_int8.onnx") for r in ("run_a", "run_b")], None, 1)
-    assert [s.label.split(" (")[1] for s in subjects] == ["run_a/emotion_int8.onnx)", "run_b/emotion_int8.onnx)"]
+        shutil.copy(tiny_onnx, tmp_path / run / "accurate_int8.onnx")
+    subjects = load_subjects([str(tmp_path / r / "accurate_int8.onnx") for r in ("run_a", "run_b")], None, 1)
+    assert [s.label.split(" (")[1] for s in subjects] == ["run_a/accurate_int8.onnx)", "run_b/accurate_int8.onnx)"]
 
 
 def test_interleaved_latency_gives_each_model_its_own_input():

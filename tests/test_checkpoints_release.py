@@ -25,7 +25,7 @@ from train_data import make_subset  # noqa: E402
 
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parents[1]
-ASSET_ONNX = ROOT / "fer_edge" / "assets" / "emotion_int8.onnx"
+ASSET_ONNX = ROOT / "fer_edge" / "assets" / "accurate_int8.onnx"
 SHARED = Path(os.environ.get("FER_EDGE_SHARED", ROOT.parent / "shared"))
 VAL = SHARED / "datasets" / "fer2013" / "val"
 

@@ -35,7 +35,7 @@ def test_run_without_model_labels_every_face(tmp_path):
         assert p.returncode == 0, p.stderr
         recs = [json.loads(x) for x in out.read_text().splitlines()]
         assert 5 <= len(recs) <= 6 and all(r["label"] in EMOTIONS for r in recs)
-        assert "emotion_int8" in p.stderr
+        assert "accurate_int8" in p.stderr
 
 
 def _published_table() -> str:
@@ -88,6 +88,16 @@ def test_shipped_models_by_name():
                 classifier_path(name)
     with pytest.raises(FerEdgeError, match="neither a classifier file"):
         classifier_path("no-such-model")
+
+
+def test_shipped_files_carry_their_model_name_and_the_former_name_still_loads():
+    from fer_edge.runtime.models import MODEL_NAMES, assets_dir, classifier_path
+
+    for name, stem in MODEL_NAMES.items():
+        assert stem.startswith(name + "_")
+        for ext in (".onnx", ".xml", ".bin"):
+            assert (assets_dir() / f"{stem}{ext}").is_file(), f"{stem}{ext} is not shipped"
+    assert classifier_path("emotion_int8", "onnxruntime") == classifier_path("accurate", "onnxruntime")
 
 
 def test_fast_model_labels_every_face_and_assets_fit_10_mb(tmp_path):

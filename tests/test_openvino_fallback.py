@@ -54,8 +54,8 @@ def test_default_model_falls_back_on_its_onnx_twin(monkeypatch, capsys):
     xml = default_classifier_path("openvino")
     assert xml.suffix == ".xml"
     clf = load_classifier(xml)  # backend implied by the suffix: the shipped IR may fall back
-    assert clf.backend == "onnxruntime" and clf.path.name == "emotion_int8.onnx"
+    assert clf.backend == "onnxruntime" and clf.path.name == "accurate_int8.onnx"
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "OpenVINO cannot run" in err[0] and "using emotion_int8.onnx" in err[0]
+    assert len(err) == 1 and "OpenVINO cannot run" in err[0] and "using accurate_int8.onnx" in err[0]
     with pytest.raises(FerEdgeError, match="OpenVINO cannot run"):  # asked for OpenVINO by name: no silent switch
         load_classifier(xml, backend="openvino")

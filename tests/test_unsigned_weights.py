@@ -21,7 +21,7 @@ def session(model, float_qdq: bool = False) -> ort.InferenceSession:
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("name", ["emotion_int8.onnx", "fast_int8.onnx"])
+@pytest.mark.parametrize("name", ["accurate_int8.onnx", "fast_int8.onnx"])
 def test_shipped_models_keep_their_arithmetic_with_unsigned_weights(name):
     src = (ASSETS / name).read_bytes()
     new = unsigned_weights(src)

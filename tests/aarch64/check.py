@@ -50,7 +50,7 @@ README_MARK = "<!-- pi-install-lite -->"
 GUEST_SHARED = "/mnt/shared"
 GUEST_ASSETS = "~/fer-edge-venv/lib/python3.11/site-packages/fer_edge/assets"
 # the shipped ONNX models (`--model NAME`) and the suffix of their result files ("" keeps the older file names)
-MODELS = {"accurate": ("emotion_int8.onnx", ""), "fast": ("fast_int8.onnx", "_fast")}
+MODELS = {"accurate": ("accurate_int8.onnx", ""), "fast": ("fast_int8.onnx", "_fast")}
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The targets, on the full val split. A subset of a few dozen faces per class cannot resolve 0.3 points, and
 # on an AVX2-only x86 host (no VNNI) about 5% of faces get another class than on Arm (15 of 280 measured), whose INT8
@@ -250,7 +250,7 @@ def host_reference(data: Path, out: Path, threads: int, models: list[str]) -> tu
             "--no-confusion", "--quiet", "--threads", str(threads)], env=env, capture=True)
         evals[name] = json.loads((out / f"x86_eval{sfx}.json").read_text())
     sh([sys.executable, "-m", "fer_edge", "run", "--image", str(SHARED / GROUP_PHOTO), "--model",
-        str(REPO / "fer_edge/assets/emotion_int8.onnx"), "--json", str(out / "x86_group.jsonl"), "--overwrite",
+        str(REPO / "fer_edge/assets/accurate_int8.onnx"), "--json", str(out / "x86_group.jsonl"), "--overwrite",
         "--quiet"],
        env=env, capture=True)
     log(f"x86 reference in {time.monotonic() - t0:.0f} s")
@@ -320,7 +320,7 @@ def try_openvino(root: Path, cpu: str, t: dict) -> dict:
     guest(root, "~/fer-edge-venv/bin/python -c 'import openvino' 2>/dev/null || "
           "~/fer-edge-venv/bin/pip install -q openvino", timeout=3600)
     r = timed(f"{cpu}: OpenVINO IR on the group photo", root, "~/fer-edge-venv/bin/fer-edge run --image "
-              f"/mnt/shared/{GROUP_PHOTO} --model {GUEST_ASSETS}/emotion_int8.xml --json /tmp/ov.jsonl "
+              f"/mnt/shared/{GROUP_PHOTO} --model {GUEST_ASSETS}/accurate_int8.xml --json /tmp/ov.jsonl "
               "|| echo exit=$?", t, cpu=cpu)
     return {"output": r.stdout.strip().splitlines()[-3:]}
 
@@ -424,7 +424,7 @@ def markdown(s: dict) -> str:
             lines.append(f"{head} {name} | {acc} | {agr} |")
     lines += ["", "## README Lite block as run", "", "```bash", *s["install_lines"], "```", ""]
     if any("openvino" in r for r in s["results"]):
-        lines += ["## OpenVINO IR (`--model emotion_int8.xml`)", ""]
+        lines += ["## OpenVINO IR (`--model accurate_int8.xml`)", ""]
         lines += [f"- {r['cpu']}: " + " / ".join(f"`{x}`" for x in r["openvino"]["output"]) for r in s["results"]
                   if "openvino" in r]
         lines.append("")

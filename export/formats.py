@@ -34,6 +34,10 @@ FORMATS: dict[str, ExportFormat] = {
 
 # NNCF quantization presets: symmetric weights and activations (performance), or asymmetric activations (mixed).
 NNCF_PRESETS = ("performance", "mixed")
+# OpenVINO INT8 without NNCF: ONNX Runtime's static QDQ model (what --format onnx --quantize int8 writes), read by
+# OpenVINO, so the x86 IR and the Arm ONNX file carry the same quantization and give the same answers.
+ORT_QDQ_PRESET = "ort-qdq"
+OPENVINO_INT8_PRESETS = (*NNCF_PRESETS, ORT_QDQ_PRESET)
 
 
 @dataclass(frozen=True)
@@ -81,10 +85,13 @@ class ExportRequest:
                 raise FerEdgeError("--calibration only applies with --quantize int8")
         if self.preset is not None:
             if self.quantize is None or self.format != "openvino":
-                raise FerEdgeError("--preset chooses NNCF's quantization scheme; it only applies with "
+                raise FerEdgeError("--preset chooses the OpenVINO INT8 quantization; it only applies with "
                                    "--format openvino --quantize int8")
-            if self.preset not in NNCF_PRESETS:
-                raise FerEdgeError(f"unknown --preset '{self.preset}' (choose from {', '.join(NNCF_PRESETS)})")
+            if self.preset not in OPENVINO_INT8_PRESETS:
+                raise FerEdgeError(f"unknown --preset '{self.preset}' (choose from "
+                                   f"{', '.join(OPENVINO_INT8_PRESETS)})")
+            if self.preset == ORT_QDQ_PRESET and self.max_drop is not None:
+                raise FerEdgeError("--max-drop uses NNCF accuracy control; it does not apply with --preset ort-qdq")
         if self.max_drop is not None and not 0.0 < self.max_drop < 1.0:
             raise FerEdgeError(f"--max-drop {self.max_drop} must lie in (0, 1) (an accuracy drop, 0.01 = 1 point)")
         if self.val_limit is not None and self.val_limit < 10:

@@ -152,6 +152,28 @@ def test_openvino_int8_preset_override(cnn_ckpt, manifest, data, tmp_path):
     assert json.loads((out / "tiny_export_openvino_int8.json").read_text())["preset"] == "mixed"
 
 
+def test_openvino_int8_from_the_onnx_runtime_qdq_model(cnn_ckpt, manifest, data, tmp_path):
+    """--preset ort-qdq: the IR is ONNX Runtime's QDQ model read by OpenVINO, so both answer alike."""
+    from fer_edge.export.report import predict_all
+
+    common = ["--quantize", "int8", "--calibration", str(manifest), "--data", str(data / "val"), "--name", "tiny",
+              "--val-limit", "40"]
+    p = run_cli("export", str(cnn_ckpt), "--format", "onnx", *common, "--out", str(tmp_path / "onnx"))
+    assert p.returncode == 0, p.stderr
+    p = run_cli("export", str(cnn_ckpt), "--format", "openvino", "--preset", "ort-qdq", *common,
+                "--out", str(tmp_path / "ov"))
+    assert p.returncode == 0, p.stderr
+    assert sorted(f.name for f in (tmp_path / "ov").glob("*.onnx")) == []
+    ov8 = load_classifier(tmp_path / "ov" / "tiny_int8.xml")
+    ort8 = load_classifier(tmp_path / "onnx" / "tiny_int8.onnx")
+    q = ov8.meta.extra["quantization"]
+    assert q["preset"] == "ort-qdq" and q["method"] == ort8.meta.extra["quantization"]["method"]
+    faces = np.random.default_rng(0).standard_normal((64, ort8.meta.channels, *ort8.meta.input_size)).astype(np.float32)
+    a, b = predict_all(ov8.predict, faces), predict_all(ort8.predict, faces)
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9
+    assert np.abs(a - b).max() < 0.05
+
+
 @pytest.mark.parametrize("preset, arch", [("mobilenetv3", "mobilenetv3_large_100"), ("vit", "vit_tiny_patch16_224"),
                                          ("vit-lite", "vit_tiny_patch16_224"), ("vit-conv", "vit_convstem")])
 def test_presets_export_with_parity(tmp_path, data, preset, arch):
@@ -187,6 +209,8 @@ def test_family_settings():
         (["--format", "onnx", "--quantize", "int8", "--calibration", "x", "--preset", "mixed"],
          "only applies with --format openvino"),
         (["--format", "openvino", "--preset", "mixed"], "only applies with --format openvino --quantize int8"),
+        (["--format", "openvino", "--quantize", "int8", "--calibration", "x", "--preset", "ort-qdq", "--max-drop",
+          "0.01"], "does not apply with --preset ort-qdq"),
     ],
 )
 def test_bad_combinations_rejected_before_any_work(tmp_path, args, fragment):

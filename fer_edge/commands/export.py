@@ -8,7 +8,7 @@ from fer_edge.cli_args import positive_int
 
 
 def add_parser(sub) -> None:
-    from fer_edge.export.formats import FORMATS, NNCF_PRESETS
+    from fer_edge.export.formats import FORMATS, OPENVINO_INT8_PRESETS
 
     p = sub.add_parser("export", help="checkpoint -> ONNX / OpenVINO IR, optionally INT8, accuracy-checked",
                        description="Export a training checkpoint for the torch-free runtime. Formats: "
@@ -23,9 +23,10 @@ def add_parser(sub) -> None:
     p.add_argument("--calibration-root", metavar="DIR", help="where the manifest's images are (default: its root)")
     p.add_argument("--max-drop", type=float, metavar="X",
                    help="largest accepted INT8 accuracy drop (0.01 = 1 point); OpenVINO uses NNCF accuracy control")
-    p.add_argument("--preset", choices=NNCF_PRESETS,
-                   help="NNCF quantization preset for OpenVINO INT8 (default: performance for CNNs, mixed for "
-                   "MobileNetV3 and transformers)")
+    p.add_argument("--preset", choices=OPENVINO_INT8_PRESETS,
+                   help="OpenVINO INT8 quantization: an NNCF preset (default: performance for CNNs, mixed for "
+                   "MobileNetV3 and transformers), or ort-qdq: ONNX Runtime's static QDQ model (the --format onnx "
+                   "INT8 file) read by OpenVINO, so x86 and Arm give the same answers")
     p.add_argument("--data", metavar="DIR", help="labelled validation faces (ImageFolder split) for the parity "
                    "check and the report (default: val/ beside the calibration data)")
     p.add_argument("--val-limit", type=int, metavar="N", help="measure on at most N validation faces")

@@ -78,8 +78,7 @@ def write_openvino(job: ExportJob) -> Artifacts:
     artifacts: Artifacts = [(f"OpenVINO {req.precision.upper()}", xml)]
     if req.quantize and req.preset == ORT_QDQ_PRESET:
         qdq = job.tmp / f"{job.name}_qdq.onnx"
-        info = {**_ort_qdq(job, qdq), "preset": ORT_QDQ_PRESET, "tool": f"openvino {ov.__version__}",
-                "read_from": "the ONNX Runtime static QDQ model"}
+        info = {**_ort_qdq(job, qdq), "preset": ORT_QDQ_PRESET, "converted_by": f"openvino {ov.__version__}"}
         q = ov.convert_model(str(qdq))
         qdq.unlink()
     elif req.quantize:

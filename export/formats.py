@@ -27,7 +27,8 @@ FORMATS: dict[str, ExportFormat] = {
                      "ONNX (opset 17, dynamic batch, simplified); INT8 = ONNX Runtime static QDQ, S8S8 (Arm, x86)",
                      "write_onnx"),
         ExportFormat("openvino", ".xml", ("fp32", "fp16"), ("int8",), "openvino",
-                     "OpenVINO IR (.xml + .bin); INT8 = NNCF post-training quantization (x86)", "write_openvino"),
+                     "OpenVINO IR (.xml + .bin); INT8 = NNCF post-training quantization, or ONNX Runtime's QDQ "
+                     "model read by OpenVINO (--preset ort-qdq) (x86)", "write_openvino"),
     )
 }
 

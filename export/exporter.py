@@ -83,6 +83,10 @@ def run_export(req: ExportRequest, log=None) -> dict[str, Any]:
     model, card = load_checkpoint(ckpt)
     if req.threads:
         torch.set_num_threads(req.threads)
+    if req.tta == "flip":
+        from .onnx_export import flip_averaged
+
+        model = flip_averaged(model)
     if req.crop_margin is not None:  # the runtime crop, e.g. as measured by `fer-edge benchmark` on pasted faces
         card = {**card, "crop_margin": float(req.crop_margin)}
     meta = ModelMeta.from_dict({
@@ -91,6 +95,7 @@ def run_export(req: ExportRequest, log=None) -> dict[str, Any]:
         "training_data_fingerprint": card.get("training_data_fingerprint"),
         "training_metrics": card.get("metrics"), "training_command": card.get("command"),
         "git_commit": card.get("git_commit"), "fer_edge_version": __version__,
+        **({"tta": req.tta} if req.tta else {}),
         "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}, f"checkpoint {ckpt}")
     out_dir = Path(req.out).expanduser() if req.out else default_out(ckpt)
     name = req.name or default_name(ckpt)
@@ -184,13 +189,15 @@ def _write_report(req: ExportRequest, ckpt: Path, name: str, out_dir: Path, val,
                   final: list[Path], rows: list[ArtifactRow]) -> dict[str, Any]:
     """The export report as Markdown and JSON beside the artifacts; the table is printed."""
     report = {"checkpoint": str(ckpt), "format": req.format, "precision": req.precision, "quantize": req.quantize,
+              "tta": req.tta,
               "max_drop": req.max_drop, "preset": req.preset, "calibration": req.calibration, "data": val.source,
               "faces": len(val),
               "parity_vs_torch": parity, "artifacts": [str(p) for p in final],
               "rows": [r.to_dict() for r in rows], "machine": machine_summary(req.threads)}
     table = markdown_table(rows)
+    tta = f", {req.tta} TTA in the graph" if req.tta else ""
     md = (f"# Export report: {name}\n\ncheckpoint `{ckpt}` ({req.format}, {req.precision}"
-          f"{', INT8' if req.quantize else ''}), measured on {len(val)} faces of `{val.source}` on "
+          f"{', INT8' if req.quantize else ''}{tta}), measured on {len(val)} faces of `{val.source}` on "
           f"{report['machine']['cpu']} ({report['machine']['isa']}), {report['machine']['threads']} threads.\n\n"
           f"{table}\n")
     tag = f"{req.format}{'_int8' if req.quantize else '' if req.precision == 'fp32' else '_' + req.precision}"

@@ -39,6 +39,8 @@ NNCF_PRESETS = ("performance", "mixed")
 # OpenVINO, so the x86 IR and the Arm ONNX file carry the same quantization and give the same answers.
 ORT_QDQ_PRESET = "ort-qdq"
 OPENVINO_INT8_PRESETS = (*NNCF_PRESETS, ORT_QDQ_PRESET)
+# Test-time augmentation baked into the exported graph: each face and its mirror in one batch, logits averaged.
+EXPORT_TTA = ("flip",)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class ExportRequest:
     val_limit: int | None = None  # measure on at most this many validation faces
     threads: int | None = None
     crop_margin: float | None = None  # the runtime crop margin to store (default: the checkpoint's)
+    tta: str | None = None  # test-time augmentation inside the graph (EXPORT_TTA)
 
     def validate(self) -> ExportRequest:
         """Reject unknown formats, invalid combinations and out-of-range values with one sentence, before any
@@ -99,6 +102,8 @@ class ExportRequest:
             raise FerEdgeError("--val-limit must be at least 10")
         if self.crop_margin is not None and not MIN_CROP_MARGIN <= self.crop_margin <= 1.0:
             raise FerEdgeError(f"--crop-margin {self.crop_margin} is outside [{MIN_CROP_MARGIN}, 1]")
+        if self.tta is not None and self.tta not in EXPORT_TTA:
+            raise FerEdgeError(f"unknown --tta '{self.tta}' (choose from {', '.join(EXPORT_TTA)})")
         if not self.checkpoint:
             raise FerEdgeError("give the training checkpoint to export")
         return self

@@ -12,6 +12,24 @@ from fer_edge.runtime.errors import FerEdgeError
 OPSET = 17
 
 
+def flip_averaged(model):
+    """``model`` with flip test-time augmentation inside: each face and its mirror run as one batch of 2N, and the
+    output is the mean of the two logits (so the runtime, which only sees [N, C, H, W] -> [N, K], needs no change)."""
+    import torch
+
+    class FlipAveraged(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.inner(torch.cat([x, x.flip(-1)], 0))
+            n = x.shape[0]
+            return (y[:n] + y[n:]) * 0.5
+
+    return FlipAveraged(model).eval()
+
+
 def torch_to_onnx(model, input_shape: tuple[int, int, int], path: Path, opset: int = OPSET) -> Path:
     """Export ``model`` (eval mode) with input ``input`` [N, C, H, W] and output ``logits`` [N, K]."""
     import torch

@@ -169,3 +169,23 @@ def test_report_without_videos_says_so_instead_of_empty_tables():
     with_videos = json.loads((root / "shipped-vnni" / "benchmark.json").read_text())
     md = markdown(with_videos)
     assert "## Face detectors (ms per frame)" in md and "Not measured" not in md
+
+
+def test_crop_geometry_on_pasted_training_faces(tmp_path):
+    """The box-vs-dataset-crop geometry: synthetic boxes give known numbers; real pasted faces give plausible ones."""
+    from fer_edge.benchmarks.crop_geometry import box_geometry, main, summarize
+
+    truth = [np.asarray([[100, 100, 80, 80, 0], [300, 100, 60, 60, 1]], np.float32)]
+    # box 0: 100 px tall, 80 wide, centred 10 px right of and above the crop's centre; box 1: the crop itself
+    matches = [(0, np.asarray([110, 80, 80, 100], np.float32), 0), (0, np.asarray([300, 100, 60, 60]), 1)]
+    geo = box_geometry(truth, matches)
+    np.testing.assert_allclose(geo, [[-0.1, 0.1, 0.8, 0.8], [0, 0, 1, 1]], atol=1e-6)
+    s = summarize(geo, scale_min=0.8)
+    assert s["margin_for_dataset_crop"] == pytest.approx(-0.05)  # median side 0.9: a 0.9 S square
+    assert s["margin_for_mean_training_view"] == pytest.approx((0.9 * 0.9 - 1) / 2)
+
+    assert main(["--faces", "16", "--out", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "geometry.json").read_text())
+    assert r["faces"] == 16 and 8 <= r["matched"] <= 16
+    assert 0.6 < r["stats"]["side"]["median"] < 1.3 and abs(r["stats"]["dy"]["median"]) < 0.2
+    assert "| side |" in (tmp_path / "geometry.md").read_text()

@@ -174,6 +174,39 @@ def test_openvino_int8_from_the_onnx_runtime_qdq_model(cnn_ckpt, manifest, data,
     assert np.abs(a - b).max() < 0.05
 
 
+def test_flip_tta_in_the_graph(cnn_ckpt, manifest, data, tmp_path):
+    """--tta flip: the exported model averages each face with its mirror, so a face and its mirror get the same
+    answer, in FP32 and in INT8, and the card says so; the runtime feeds it like any other model."""
+    from fer_edge.export.report import predict_all
+
+    common = ["--data", str(data / "val"), "--name", "tiny", "--val-limit", "40"]
+    p = run_cli("export", str(cnn_ckpt), "--format", "onnx", *common, "--out", str(tmp_path / "plain"))
+    assert p.returncode == 0, p.stderr
+    p = run_cli("export", str(cnn_ckpt), "--format", "onnx", "--tta", "flip", "--quantize", "int8", "--calibration",
+                str(manifest), *common, "--out", str(tmp_path / "flip"))
+    assert p.returncode == 0, p.stderr
+    assert "flip TTA in the graph" in (tmp_path / "flip" / "tiny_export_onnx_int8.md").read_text()
+    plain = load_classifier(tmp_path / "plain" / "tiny.onnx")
+    faces = np.random.default_rng(0).standard_normal((16, plain.meta.channels, *plain.meta.input_size))
+    faces = faces.astype(np.float32)
+    mirror = np.ascontiguousarray(faces[..., ::-1])
+    for name in ("tiny.onnx", "tiny_int8.onnx"):
+        clf = load_classifier(tmp_path / "flip" / name)
+        assert clf.meta.extra["tta"] == "flip"
+        a, b = predict_all(clf.predict, faces), predict_all(clf.predict, mirror)
+        np.testing.assert_allclose(a, b, atol=1e-5 if name == "tiny.onnx" else 0.02)
+    # FP32: the softmax of the mean of the two plain logits
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tmp_path / "plain" / "tiny.onnx"), providers=["CPUExecutionProvider"])
+    logits = (sess.run(None, {"input": faces})[0] + sess.run(None, {"input": mirror})[0]) / 2
+    want = np.exp(logits - logits.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    got = predict_all(load_classifier(tmp_path / "flip" / "tiny.onnx").predict, faces)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert "tta" not in plain.meta.extra
+
+
 @pytest.mark.parametrize("preset, arch", [("mobilenetv3", "mobilenetv3_large_100"), ("vit", "vit_tiny_patch16_224"),
                                          ("vit-lite", "vit_tiny_patch16_224"), ("vit-conv", "vit_convstem")])
 def test_presets_export_with_parity(tmp_path, data, preset, arch):
@@ -184,6 +217,14 @@ def test_presets_export_with_parity(tmp_path, data, preset, arch):
     clf = load_classifier(tmp_path / f"{preset}.onnx")
     assert clf.meta.extra["arch"] == arch
     assert "top-1 agreement 100.00%" in p.stderr
+
+
+def test_unknown_tta_rejected_before_any_work():
+    from fer_edge.export.formats import ExportRequest
+
+    with pytest.raises(FerEdgeError, match="unknown --tta 'tencrop'"):
+        ExportRequest("onnx", checkpoint="x.pt", tta="tencrop").validate()
+    assert ExportRequest("onnx", checkpoint="x.pt", tta="flip").validate().tta == "flip"
 
 
 def test_family_settings():

@@ -8,7 +8,7 @@ from fer_edge.cli_args import positive_int
 
 
 def add_parser(sub) -> None:
-    from fer_edge.export.formats import FORMATS, OPENVINO_INT8_PRESETS
+    from fer_edge.export.formats import EXPORT_TTA, FORMATS, OPENVINO_INT8_PRESETS
 
     p = sub.add_parser("export", help="checkpoint -> ONNX / OpenVINO IR, optionally INT8, accuracy-checked",
                        description="Export a training checkpoint for the torch-free runtime. Formats: "
@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for inference and timing")
     p.add_argument("--crop-margin", type=float, metavar="X", help="the runtime's face crop margin to store in the "
                    "artifacts (default: the checkpoint's; see the pasted-face check of 'fer-edge benchmark')")
+    p.add_argument("--tta", choices=EXPORT_TTA, help="test-time augmentation inside the exported graph: flip = "
+                   "each face and its mirror as one batch of two, logits averaged (twice the work per face; "
+                   "the runtime needs nothing else)")
     p.set_defaults(func=_cmd_export)
 
 
@@ -47,7 +50,7 @@ def _cmd_export(args) -> int:
         args.format, args.precision, args.quantize, args.max_drop, args.calibration, args.preset,
         checkpoint=args.checkpoint, out=args.out, name=args.name, data=args.data,
         calibration_root=args.calibration_root, val_limit=args.val_limit, threads=args.threads,
-        crop_margin=args.crop_margin))
+        crop_margin=args.crop_margin, tta=args.tta))
     for a in report["artifacts"]:
         print(f"wrote {a}", file=sys.stderr)
     return 0

@@ -26,6 +26,9 @@ from train_data import make_subset  # noqa: E402
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parents[1]
 ASSET_ONNX = ROOT / "fer_edge" / "assets" / "accurate_int8.onnx"
+# the MobileNetV2 (96 px, 3 channels) that was the shipped `accurate` until 2026-12-03, kept beside the checkpoint
+# recovered from it: a 96 px ONNX teacher for the --teacher tests
+MNV2_ONNX = ROOT / "checkpoints" / "default-mobilenetv2-96" / "emotion_int8.onnx"
 SHARED = Path(os.environ.get("FER_EDGE_SHARED", ROOT.parent / "shared"))
 VAL = SHARED / "datasets" / "fer2013" / "val"
 
@@ -110,15 +113,15 @@ def test_x86_without_vnni_reads_the_cpu_flags(monkeypatch, tmp_path):
 
 @pytest.mark.skipif(not VAL.is_dir(), reason="needs the shared FER2013 val split")
 def test_recover_default_model_and_released_copy(tmp_path):
-    """The recovery rebuilds the shipped model in torch; the committed checkpoints/ copy is that model."""
+    """The recovery rebuilds the former shipped model (MobileNetV2) in torch; checkpoints/ holds that model."""
     from fer_edge.export.recover import agreement, recover
     from fer_edge.runtime.metadata import ModelMeta
     from fer_edge.runtime.preprocess import normalized_faces
 
-    model, meta, _ = recover(ASSET_ONNX)
+    model, meta, _ = recover(MNV2_ONNX)
     faces_ds = D.read_image_folder(VAL, EMOTIONS, root=VAL.parent, log=None, limit=30)
     faces = normalized_faces(ModelMeta.from_dict(meta, "asset"), faces_ds.images)
-    check = agreement(model, ASSET_ONNX, faces, faces_ds.labels)
+    check = agreement(model, MNV2_ONNX, faces, faces_ds.labels)
     assert check["agreement"] >= 0.93 and check["accuracy_recovered"] > 0.5
     released = ROOT / "checkpoints" / "default-mobilenetv2-96"
     rel_model, card = load_checkpoint(released)
@@ -129,17 +132,17 @@ def test_recover_default_model_and_released_copy(tmp_path):
 
 
 def test_exported_model_as_teacher_scored_once(subset, tmp_path, capsys):
-    """--teacher takes an exported model (the shipped INT8 ONNX) and --teacher-once scores the faces once."""
+    """--teacher takes an exported model (the former shipped INT8 ONNX) and --teacher-once scores the faces once."""
     x = normalize(torch.from_numpy(D.read_image_folder(subset / "val", root=subset, log=None).images[:4]), 1,
                   0.5, 0.25)
-    t = Teachers([str(ASSET_ONNX)], EMOTIONS, torch.device("cpu"), 0.5, 0.25)
+    t = Teachers([str(MNV2_ONNX)], EMOTIONS, torch.device("cpu"), 0.5, 0.25)
     p1, p3 = t.probs(x, 1.0), t.probs(x, 3.0)
     torch.testing.assert_close(p3.sum(1), torch.ones(4))
     # tempering: softmax(z / T) == p ** (1/T), renormalised
     ref = p1 ** (1 / 3)
     torch.testing.assert_close(p3, ref / ref.sum(1, keepdim=True))
     assert float(p3.max(1).values.mean()) < float(p1.max(1).values.mean())
-    res = train(quick_cfg(subset, tmp_path / "s", arch="cnn-tiny", teacher=[str(ASSET_ONNX)], teacher_once=True,
+    res = train(quick_cfg(subset, tmp_path / "s", arch="cnn-tiny", teacher=[str(MNV2_ONNX)], teacher_once=True,
                           quiet=False, distill_alpha=0.7))
     assert np.isfinite(res["history"][0]["train_loss"])
     tiny = np.frombuffer(np.uint64(1).tobytes(), np.float64)[0]  # the smallest subnormal double
@@ -158,7 +161,7 @@ def test_teacher_scored_once_on_ten_crops(subset, tmp_path):
 
     runs = {}
     for tta in ("flip", "tencrop"):
-        t = Trainer(quick_cfg(subset, tmp_path / tta, arch="cnn-tiny", input_size=96, teacher=[str(ASSET_ONNX)],
+        t = Trainer(quick_cfg(subset, tmp_path / tta, arch="cnn-tiny", input_size=96, teacher=[str(MNV2_ONNX)],
                               teacher_once=True, teacher_tta=tta))
         try:
             t.setup()
@@ -178,7 +181,7 @@ def test_teacher_scored_once_on_ten_crops(subset, tmp_path):
                                rtol=1e-4, atol=1e-5)
     assert float((flip - t.teacher_train.cpu()).abs().max()) > 0.02  # the crops change what the teacher says
     with pytest.raises(FerEdgeError, match="--teacher-tta and --teacher-targets apply to --teacher-once"):
-        train(quick_cfg(subset, tmp_path / "bad", teacher=[str(ASSET_ONNX)], teacher_tta="tencrop"))
+        train(quick_cfg(subset, tmp_path / "bad", teacher=[str(MNV2_ONNX)], teacher_tta="tencrop"))
 
 
 def test_teacher_targets_kept_and_reused(subset, tmp_path, capsys):
@@ -187,7 +190,7 @@ def test_teacher_targets_kept_and_reused(subset, tmp_path, capsys):
     from fer_edge.train.engine import Trainer
 
     def setup(out, **over):
-        t = Trainer(quick_cfg(subset, tmp_path / out, arch="cnn-tiny", teacher=[str(ASSET_ONNX)], teacher_once=True,
+        t = Trainer(quick_cfg(subset, tmp_path / out, arch="cnn-tiny", teacher=[str(MNV2_ONNX)], teacher_once=True,
                               quiet=False, **over))
         try:
             t.setup()

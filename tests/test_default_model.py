@@ -39,9 +39,11 @@ def test_run_without_model_labels_every_face(tmp_path):
 
 
 def _published_table() -> str:
-    """OpenVINO INT8 results depend on the CPU: with VNNI/AMX the u8 x s8 products are exact; on AVX2 alone
-    (vpmaddubsw, int16 saturation) the IR gives 68.93% instead of 69.91% (measured; README). The ONNX file,
-    its weights stored as uint8, gives the same on both (test_onnx_model_reproduces_its_table_on_any_cpu)."""
+    """OpenVINO INT8 results may depend on the CPU: with VNNI/AMX the u8 x s8 products are exact; on AVX2 alone
+    (vpmaddubsw, int16 saturation) the former MobileNetV2 IR gave 68.93% instead of 69.91%. Today's IR (ONNX
+    Runtime's QDQ model read by OpenVINO) gives 69.96% both ways (AVX2 table measured with ONEDNN_MAX_CPU_ISA=AVX2;
+    README). The ONNX file, its weights stored as uint8 there, gives the same on both
+    (test_onnx_model_reproduces_its_table_on_any_cpu)."""
     from fer_edge.runtime.classifier import x86_without_vnni
 
     if x86_without_vnni():

@@ -102,7 +102,7 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
     from fer_edge.machine import machine_summary
     from fer_edge.metrics import confusion_from_labels, metrics_from_confusion
 
-    from .e2e import classify_matches, compare_loops, detected_crops, paste_faces
+    from .e2e import classify_matches, compare_loops, detected_crops, paste_backgrounds, paste_faces
     from .pareto import pareto_front, plot_tradeoff
     from .peers import load_fer_peer
     from .timing import interleaved_latency, throughput
@@ -223,11 +223,9 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
 
     # --- detection + crop accuracy on pasted faces --------------------------------------------------------
     log("[5/5] detection and crop accuracy on labelled faces pasted into frames")
-    import cv2
 
     media = _shared_default("media")
-    bgs = [cv2.imread(str(p)) for p in sorted(media.glob("voc_*.jpg"))] if media else []
-    bgs = [b for b in bgs if b is not None] or [np.full((480, 640, 3), 90, np.uint8)]
+    bgs = paste_backgrounds(media)
     n_faces = 60 if quick else 2400  # >= 2,000 detected faces keep the gap's standard error under 1 point
     pick = np.sort(np.random.default_rng(1).permutation(len(ds))[: min(n_faces, len(ds))])
     faces, labels = ds.images[pick], ds.labels[pick]
@@ -316,7 +314,7 @@ def _detectors(videos: list[str], quick: bool, threads: int | None = None) -> di
 def _loop_report(report: dict[str, Any], subjects, ds_path, videos, out_dir: Path, threads, quick, log,
                  loop_threads, loop_rounds, loop_frames) -> dict[str, Any]:
     """``--loop-only``: detectors, today's loop against the new defaults, and pasted-face recall of both sizes."""
-    from .e2e import compare_loops, detected_crops, paste_faces
+    from .e2e import compare_loops, detected_crops, paste_backgrounds, paste_faces
 
     runtime_subjects = [s for s in subjects if not s.is_torch]
     if not runtime_subjects:
@@ -330,14 +328,12 @@ def _loop_report(report: dict[str, Any], subjects, ds_path, videos, out_dir: Pat
                                loop_rounds or (1 if quick else 2), loop_frames or (60 if quick else None), log):
             report["end_to_end"].append({"model": s.label, **e})
     log("[3/3] detection recall on labelled faces pasted into frames")
-    import cv2
 
     from fer_edge.data import resolve_eval_data
 
     ds = resolve_eval_data(str(ds_path), tuple(subjects[0].classifier.classes), None, size=None, log=log)
     media = _shared_default("media")
-    bgs = [cv2.imread(str(p)) for p in sorted(media.glob("voc_*.jpg"))] if media else []
-    bgs = [b for b in bgs if b is not None] or [np.full((480, 640, 3), 90, np.uint8)]
+    bgs = paste_backgrounds(media)
     pick = np.sort(np.random.default_rng(1).permutation(len(ds))[: 60 if quick else 600])
     frames, truth = paste_faces(ds.images[pick], bgs, per_frame=4, seed=1)
     report["pasted_faces"] = []

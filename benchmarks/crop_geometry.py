@@ -17,15 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
-
-
-def shared() -> Path:
-    return Path(os.environ.get("FER_EDGE_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
 
 def box_geometry(truth: list[np.ndarray], matches: list) -> np.ndarray:
@@ -52,9 +47,8 @@ def summarize(geo: np.ndarray, scale_min: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import cv2
-
-    from fer_edge.benchmarks.e2e import detected_crops, paste_faces
+    from fer_edge.benchmarks.e2e import detected_crops, paste_backgrounds, paste_faces
+    from fer_edge.benchmarks.sweep_detect import shared
     from fer_edge.data import read_image_folder
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -68,12 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     a = p.parse_args(argv)
 
-    media = shared() / "media"
-    bgs = [im for im in (cv2.imread(str(f)) for f in sorted(media.glob("voc_*.jpg"))) if im is not None]
     ds = read_image_folder(shared() / "datasets" / "fer2013" / "train")
     pick = np.sort(np.random.default_rng(a.seed).permutation(len(ds))[: a.faces])
-    frames, truth = paste_faces(ds.images[pick], bgs or [np.full((480, 640, 3), 90, np.uint8)], per_frame=4,
-                                seed=a.seed)
+    frames, truth = paste_faces(ds.images[pick], paste_backgrounds(shared() / "media"), per_frame=4, seed=a.seed)
     matches, total = detected_crops(frames, truth, a.detector, max_side=a.detect_size)
     res = {"detector": f"{a.detector} {a.detect_size} px", "faces": total, "matched": len(matches),
            "scale_min": a.scale_min, **summarize(box_geometry(truth, matches), a.scale_min)}

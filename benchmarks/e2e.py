@@ -197,6 +197,14 @@ def read_frames(video: str, n: int) -> list[np.ndarray]:
     return frames
 
 
+def paste_backgrounds(media: Path | None) -> list[np.ndarray]:
+    """The photos that labelled faces are pasted on (``media/voc_*.jpg``); one plain gray frame when there are none."""
+    import cv2
+
+    bgs = [cv2.imread(str(p)) for p in sorted(media.glob("voc_*.jpg"))] if media else []
+    return [b for b in bgs if b is not None] or [np.full((480, 640, 3), 90, np.uint8)]
+
+
 def paste_faces(faces: np.ndarray, backgrounds: list[np.ndarray], per_frame: int = 4, seed: int = 0,
                 size: tuple[int, int] = (480, 640)) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Frames with labelled gray faces pasted on blurred photo backgrounds: 2x2 grid cells, each face

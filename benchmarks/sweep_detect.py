@@ -86,7 +86,7 @@ def video_frames(path: Path, step: int = 1) -> list[np.ndarray]:
 def labelled_faces(n_pasted: int) -> dict:
     """The labelled detection data: VOC face boxes and counted photos (name -> (truth, image)), and ``n_pasted``
     FER2013 val faces pasted into VOC frames as ``fer-edge benchmark`` pastes them (frames, boxes per frame)."""
-    from fer_edge.benchmarks.e2e import paste_faces
+    from fer_edge.benchmarks.e2e import paste_backgrounds, paste_faces
     from fer_edge.classes import EMOTIONS
     from fer_edge.data import resolve_eval_data
 
@@ -97,8 +97,7 @@ def labelled_faces(n_pasted: int) -> dict:
     ds = resolve_eval_data(str(shared() / "datasets" / "fer2013" / "val"), EMOTIONS, None, size=None,
                            log=lambda m: None)
     pick = np.sort(np.random.default_rng(1).permutation(len(ds))[:n_pasted])
-    frames, truth = paste_faces(ds.images[pick], [cv2.imread(str(p)) for p in sorted(media.glob("voc_*.jpg"))],
-                                per_frame=4, seed=1)
+    frames, truth = paste_faces(ds.images[pick], paste_backgrounds(media), per_frame=4, seed=1)
     return {"voc": voc, "photos": photos, "pasted": (frames, truth)}
 
 

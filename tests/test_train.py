@@ -471,6 +471,20 @@ def test_distillation_loss_is_kl_at_temperature():
     torch.testing.assert_close(distillation_loss(s, t, 3.0), expect)
 
 
+def test_openvino_teacher_runs_fp32_layers_in_fp32_without_amp(tiny_ir):
+    """Without --amp an OpenVINO IR teacher is compiled with INFERENCE_PRECISION_HINT f32 (OpenVINO would run its
+    FP32 layers in bf16 on CPUs with AMX or AVX512-BF16); with --amp OpenVINO chooses, as autocast does in torch."""
+    import openvino as ov
+
+    from fer_edge.train.distill import Teachers
+
+    t = Teachers([str(tiny_ir)], EMOTIONS, torch.device("cpu"), 0.5, 0.25)
+    assert t.models[0][0].clf.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+    fast = Teachers([str(tiny_ir)], EMOTIONS, torch.device("cpu"), 0.5, 0.25, exact=False)
+    chosen = fast.models[0][0].clf.compiled.get_property("INFERENCE_PRECISION_HINT")
+    assert chosen == ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
+
+
 @pytest.mark.slow
 def test_distil_from_teachers_of_other_shapes(subset, tmp_path):
     """A 1-channel 48 px student learns from a 3-channel 64 px teacher and a 1-channel one (an ensemble)."""

@@ -32,10 +32,11 @@ TEACHER_TARGETS = "teacher_targets.safetensors"  # file name of the --teacher-on
 class _ExportedTeacher:
     """An exported classifier as a teacher: a torch batch in, probabilities out (no gradients)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, exact: bool = True):
         from fer_edge.runtime.classifier import MAX_BATCH, load_classifier
 
-        self.clf = load_classifier(path)
+        # OpenVINO runs FP32 layers in bf16 on CPUs with AMX / AVX512-BF16 unless told f32
+        self.clf = load_classifier(path, precision_hint="f32" if exact else None)
         self.max_batch = MAX_BATCH
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,14 +52,16 @@ class Teachers:
     """One or more frozen teachers (fer-edge checkpoints or exported models), averaged probabilities."""
 
     def __init__(self, paths: Sequence[str | os.PathLike], classes: Sequence[str], device: torch.device,
-                 mean: float, std: float):
+                 mean: float, std: float, exact: bool = True):
+        """``exact=False`` (the trainer's ``--amp``) lets an OpenVINO teacher run its FP32 layers in bf16 where
+        the CPU has it, as autocast does for a checkpoint teacher: 5-8x faster scoring on AMX."""
         if not paths:
             raise FerEdgeError("--teacher needs at least one checkpoint")
         self.mean, self.std = float(mean), float(std)
         self.models: list[tuple[nn.Module | _ExportedTeacher, tuple[int, int], int, torch.Tensor, torch.Tensor]] = []
         for p in paths:
             if str(p).lower().endswith(EXPORTED_SUFFIXES):
-                model = _ExportedTeacher(p)
+                model = _ExportedTeacher(p, exact)
                 card = model.clf.meta.to_dict()
             else:
                 model, card = load_checkpoint(p, map_location=device)

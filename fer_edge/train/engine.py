@@ -353,7 +353,7 @@ class Trainer:
 
         self.teachers = None
         if c.teacher:
-            self.teachers = Teachers(c.teacher, self.classes, self.device, self.mean, self.std)
+            self.teachers = Teachers(c.teacher, self.classes, self.device, self.mean, self.std, exact=not self.amp)
             self.log(f"  distilling from {len(c.teacher)} teacher(s), alpha {c.distill_alpha}, "
                      f"T {c.distill_temperature}" + (f", scored once on the un-augmented faces ({c.teacher_tta})"
                                                      if c.teacher_once else ""))

@@ -16,7 +16,8 @@ Steps (timed, written to OUT/summary.json and OUT/summary.md):
 3. for each CPU (``QEMU_CPU``, with a Raspberry Pi ``/proc/cpuinfo`` of that core bind-mounted, without which
    onnxruntime crashes under qemu-user): tests/test_no_torch.py, the machine description, ``fer-edge run --image``
    on the 6-face group photo and ``fer-edge evaluate`` of the shipped ONNX model with ``--predictions``, compared
-   image by image with the same command on this x86 machine.
+   image by image with the same command on this x86 machine; then the model on x86's own preprocessed input
+   tensors (``same_inputs.py``), which separates the INT8 kernels from OpenCV's resize rounding.
 
 It exits 0 when every target holds (6 faces, the no-torch test passes, accuracy within 0.3 points of x86,
 agreement >= 99%), 1 when one is missed, and 0 with one "aarch64 check skipped: ..." line when this machine cannot
@@ -49,6 +50,7 @@ GROUP_PHOTO = "media/group_selfie_6faces.jpg"
 README_MARK = "<!-- pi-install-lite -->"
 GUEST_SHARED = "/mnt/shared"
 GUEST_ASSETS = "~/fer-edge-venv/lib/python3.11/site-packages/fer_edge/assets"
+GUEST_SAME = "/root/same-inputs"  # same_inputs.py and x86's input tensors, inside the root
 # the shipped ONNX models (`--model NAME`) and the suffix of their result files ("" keeps the older file names)
 MODELS = {"accurate": ("accurate_int8.onnx", ""), "fast": ("fast_int8.onnx", "_fast")}
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -238,17 +240,25 @@ def make_subset(dest: Path, per_class: int) -> None:
             shutil.copy2(f, dest / c / f.name)
 
 
-def host_reference(data: Path, out: Path, threads: int, models: list[str]) -> tuple[dict, list]:
-    """The same evaluate (each shipped .onnx) and run on this x86 machine, with ONNX Runtime."""
+def host_reference(data: Path, out: Path, threads: int, models: list[str], root: Path) -> tuple[dict, list]:
+    """The same evaluate (each shipped .onnx) and run on this x86 machine, with ONNX Runtime; and x86's
+    preprocessed input tensors with its predictions, written into the root for ``same_inputs.py compare``."""
     env = {**os.environ, "FER_EDGE_HOME": str(SHARED)}
     t0 = time.monotonic()
     evals = {}
+    same = root / GUEST_SAME.lstrip("/")
+    shutil.rmtree(same, ignore_errors=True)
+    same.mkdir(parents=True)
+    shutil.copy2(HERE / "same_inputs.py", same / "same_inputs.py")
     for name in models:
         fname, sfx = MODELS[name]
-        sh([sys.executable, "-m", "fer_edge", "evaluate", str(REPO / "fer_edge/assets" / fname), "--data", str(data),
+        model = str(REPO / "fer_edge/assets" / fname)
+        sh([sys.executable, "-m", "fer_edge", "evaluate", model, "--data", str(data),
             "--predictions", str(out / f"x86_predictions{sfx}.csv"), "--json", str(out / f"x86_eval{sfx}.json"),
             "--no-confusion", "--quiet", "--threads", str(threads)], env=env, capture=True)
         evals[name] = json.loads((out / f"x86_eval{sfx}.json").read_text())
+        sh([sys.executable, str(HERE / "same_inputs.py"), "prepare", str(data), model,
+            str(same / f"x86_inputs{sfx}.npz")], capture=True)
     sh([sys.executable, "-m", "fer_edge", "run", "--image", str(SHARED / GROUP_PHOTO), "--model",
         str(REPO / "fer_edge/assets/accurate_int8.onnx"), "--json", str(out / "x86_group.jsonl"), "--overwrite",
         "--quiet"],
@@ -310,6 +320,12 @@ def check_cpu(root: Path, cpu: str, guest_data: str, out: Path, threads: int, x8
             "agreement": agree / max(len(common), 1), "compared": len(common),
             "disagreements": [k for k in common if arm_p[k][1] != x86_p[k][1]][:50]}
         shutil.copy2(root / gout.lstrip("/") / f"predictions{sfx}.csv", out / f"{cpu}_predictions{sfx}.csv")
+        r = timed(f"{cpu}: {name} on x86's input tensors", root, f"~/fer-edge-venv/bin/python {GUEST_SAME}/"
+                  f"same_inputs.py compare {GUEST_ASSETS}/{fname} {GUEST_SAME}/x86_inputs{sfx}.npz", t, cpu=cpu)
+        try:
+            res["evaluate"][name]["same_inputs"] = json.loads(r.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            res["evaluate"][name]["same_inputs"] = {"error": r.stdout[-1500:]}
     if openvino:
         res["openvino"] = try_openvino(root, cpu, t)
     return res
@@ -386,6 +402,11 @@ def targets(results: list[dict], max_acc_diff: float, min_agreement: float) -> l
                               "points from x86")
             if e["agreement"] < min_agreement:
                 missed.append(f"{c}, {name}: agreement {100 * e['agreement']:.2f}% < {100 * min_agreement:.0f}%")
+            si = e.get("same_inputs")
+            if si is not None and si.get("agreement", 0.0) < min_agreement:
+                missed.append(f"{c}, {name}: on x86's input tensors " + (
+                    f"agreement {100 * si['agreement']:.2f}% < {100 * min_agreement:.0f}% (the INT8 kernels differ)"
+                    if "agreement" in si else "the comparison failed"))
     return missed
 
 
@@ -412,16 +433,20 @@ def markdown(s: dict) -> str:
              f"- root: `{s['mmdebstrap']}`", f"- data: {s['data']}", "", "## Timings (s)", ""]
     lines += ["| step | s |", "| --- | ---: |"] + [f"| {k} | {v} |" for k, v in s["timings_s"].items()]
     lines += ["", "## Results", "", "| CPU | ISA seen by fer-edge | no-torch test | group photo faces (labels = x86) "
-              "| model | accuracy (x86) | agreement with x86 |", "| --- | --- | --- | --- | --- | --- | --- |"]
+              "| model | accuracy (x86) | agreement with x86 | on x86's input tensors: agreement (accuracy) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in s["results"]:
         g, m = r["group_photo"], r["machine"]
         isa = f"{m.get('isa', '?')}; absent: {m.get('isa_absent', '?')} ({m.get('isa_source', '')})"
         for i, (name, e) in enumerate(_evaluations(r)):
             acc = (f"{100 * e['accuracy']:.2f}% ({100 * e['x86_accuracy']:.2f}%)" if "accuracy" in e else "failed")
             agr = f"{100 * e['agreement']:.2f}% of {e['compared']}" if "agreement" in e else "failed"
+            si = e.get("same_inputs", {})
+            same = (f"{100 * si['agreement']:.2f}% ({100 * si['accuracy']:.2f}%)" if "agreement" in si else
+                    "failed" if si else "not run")
             head = (f"| {r['cpu']} | {isa} | {'pass' if r['no_torch_test']['exit'] == 0 else 'FAIL'} | "
                     f"{g['faces']} ({'yes' if g['same_labels_as_x86'] else 'no'}) |") if i == 0 else "| | | | |"
-            lines.append(f"{head} {name} | {acc} | {agr} |")
+            lines.append(f"{head} {name} | {acc} | {agr} | {same} |")
     lines += ["", "## README Lite block as run", "", "```bash", *s["install_lines"], "```", ""]
     if any("openvino" in r for r in s["results"]):
         lines += ["## OpenVINO IR (`--model accurate_int8.xml`)", ""]
@@ -494,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         host_data, guest_data = args.root / "root" / "val", "/root/val"
         make_subset(host_data, args.per_class)
     with tempfile.TemporaryDirectory():
-        x86, x86_faces = host_reference(host_data, out, args.threads, models)
+        x86, x86_faces = host_reference(host_data, out, args.threads, models, args.root)
     results = [check_cpu(args.root, c, guest_data, out, args.threads, x86, x86_faces, args.openvino) for c in cpus]
     for r in results:
         timings.update(r["timings_s"])

@@ -87,10 +87,20 @@ def references(subjects: list[Subject]) -> list[Subject]:
 
 
 def _shared_default(*parts: str) -> Path | None:
-    for base in (os.environ.get("FER_EDGE_HOME"), os.environ.get("FER_EDGE_SHARED")):
+    """``parts`` under $FER_EDGE_HOME, $FER_EDGE_SHARED or, as for the tests, the ``shared`` folder beside the
+    checkout; None when none has it."""
+    for base in (os.environ.get("FER_EDGE_HOME"), os.environ.get("FER_EDGE_SHARED"),
+                 Path(__file__).resolve().parents[1].parent / "shared"):
         if base and Path(base, *parts).exists():
             return Path(base, *parts)
     return None
+
+
+def _backgrounds_note(media: Path | None, n: int) -> str:
+    """What the pasted faces were pasted on, for the report (the recall depends on it)."""
+    if media and n and any(media.glob("voc_*.jpg")):
+        return f"{n} blurred photos ({media}/voc_*.jpg)"
+    return "one plain gray frame (no media/voc_*.jpg found: set FER_EDGE_SHARED)"
 
 
 def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, data: str | None = None,
@@ -226,6 +236,8 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
 
     media = _shared_default("media")
     bgs = paste_backgrounds(media)
+    report["pasted_backgrounds"] = _backgrounds_note(media, len(bgs))
+    log(f"  pasted on {report['pasted_backgrounds']}")
     n_faces = 60 if quick else 2400  # >= 2,000 detected faces keep the gap's standard error under 1 point
     pick = np.sort(np.random.default_rng(1).permutation(len(ds))[: min(n_faces, len(ds))])
     faces, labels = ds.images[pick], ds.labels[pick]
@@ -390,6 +402,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines += _video_sections(r) if r["detectors"] or r["end_to_end"] else \
         ["", "## Face detectors and the end-to-end loop", "", "Not measured: no videos (`--videos` named none)."]
     lines += ["", "## Detection on labelled faces pasted into frames", ""]
+    if r.get("pasted_backgrounds"):
+        lines += [f"Backgrounds: {r['pasted_backgrounds']}.", ""]
     if any(p["models"] for p in r["pasted_faces"]):
         lines += ["| detector | faces | recall | model | accuracy of detected faces | accuracy of the same faces as "
                   "crops | gap (± standard error) |", "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]

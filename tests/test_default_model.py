@@ -41,7 +41,7 @@ def test_run_without_model_labels_every_face(tmp_path):
 def _published_table() -> str:
     """OpenVINO INT8 results may depend on the CPU: with VNNI/AMX the u8 x s8 products are exact; on AVX2 alone
     (vpmaddubsw, int16 saturation) the former MobileNetV2 IR gave 68.93% instead of 69.91%. Today's IR (ONNX
-    Runtime's QDQ model read by OpenVINO) gives 69.96% both ways (AVX2 table measured with ONEDNN_MAX_CPU_ISA=AVX2;
+    Runtime's QDQ model read by OpenVINO) gives 70.35% / 70.38% (AVX2 table measured with ONEDNN_MAX_CPU_ISA=AVX2;
     README). The ONNX file, its weights stored as uint8 there, gives the same on both
     (test_onnx_model_reproduces_its_table_on_any_cpu)."""
     from fer_edge.runtime.classifier import x86_without_vnni
@@ -115,3 +115,17 @@ def test_fast_model_labels_every_face_and_assets_fit_10_mb(tmp_path):
     assert p.returncode == 0, p.stderr
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(recs) == 6 and all(r["label"] in EMOTIONS for r in recs) and "fast_int8" in p.stderr
+
+
+def test_shipped_models_source_checkpoints_are_committed():
+    """Each shipped file names its FP32 source checkpoint and that file's SHA-256: the folder is in checkpoints/ with
+    exactly those weights, so any machine can re-export, re-quantize or distil from it (issue 17, item 5)."""
+    from fer_edge.runtime.assets import sha256_of
+
+    for name in ("accurate", "fast"):
+        for suffix in (".xml", ".onnx"):
+            extra = load_classifier(REPO / "fer_edge" / "assets" / f"{name}_int8{suffix}").meta.extra
+            weights = REPO / "checkpoints" / extra["source_checkpoint"] / "model.safetensors"
+            assert weights.is_file(), (name, suffix, weights)
+            assert sha256_of(weights) == extra["source_checkpoint_sha256"], (name, suffix)
+            assert (weights.parent / "model_card.json").is_file()

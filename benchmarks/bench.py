@@ -87,10 +87,11 @@ def references(subjects: list[Subject]) -> list[Subject]:
 
 
 def _shared_default(*parts: str) -> Path | None:
-    """``parts`` under $FER_EDGE_HOME, $FER_EDGE_SHARED or, as for the tests, the ``shared`` folder beside the
-    checkout; None when none has it."""
-    for base in (os.environ.get("FER_EDGE_HOME"), os.environ.get("FER_EDGE_SHARED"),
-                 Path(__file__).resolve().parents[1].parent / "shared"):
+    """``parts`` under $FER_EDGE_HOME or the shared folder (:func:`sweep_detect.shared`: $FER_EDGE_SHARED or, as
+    for the tests, ``shared`` beside the checkout); None when neither has it."""
+    from .sweep_detect import shared
+
+    for base in (os.environ.get("FER_EDGE_HOME"), shared()):
         if base and Path(base, *parts).exists():
             return Path(base, *parts)
     return None

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -33,19 +32,16 @@ def predict(model: str, x: np.ndarray) -> np.ndarray:
 
 
 def prepare(data: str, model: str, out: str) -> dict:
-    import cv2
-
+    from fer_edge.data import read_image_folder
     from fer_edge.runtime.classifier import load_classifier
     from fer_edge.runtime.preprocess import normalized_faces
 
     meta = load_classifier(model, backend="onnxruntime").meta
-    files = sorted(p for c in meta.classes for p in (Path(data) / c).glob("*") if p.is_file())
-    images = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in files])
-    labels = np.array([meta.classes.index(p.parent.name) for p in files])
-    x = normalized_faces(meta, images)
+    faces = read_image_folder(data, meta.classes, log=None)  # the faces and order `fer-edge evaluate` reads
+    x = normalized_faces(meta, faces.images)
     pred = predict(model, x)
-    np.savez(out, inputs=x, pred=pred, labels=labels)
-    return {"n": len(files), "accuracy": float((pred == labels).mean())}
+    np.savez(out, inputs=x, pred=pred, labels=faces.labels)
+    return {"n": len(pred), "accuracy": float((pred == faces.labels).mean())}
 
 
 def compare(model: str, path: str) -> dict:

@@ -27,6 +27,11 @@ PRESETS: dict[str, tuple[str, dict[str, Any], int]] = {
     # runs faster in INT8 than the 96 px MobileNetV2 (benchmarks/results/accurate-candidates-vnni/)
     "vgg-half": ("cnn", {"widths": (32, 64, 128, 256), "convs_per_block": 2, "pool": 3, "fc_layers": 2,
                          "hidden": 512, "dropout": 0.1, "head_dropout": 0.4}, 48),
+    # 0.625 of the VGG's widths (40-80-160-320, the same two 512 FC; 3.6 M params): still 0.45-0.68x the 96 px
+    # MobileNetV2's INT8 time per face (benchmarks/results/accurate-wider-candidates/), and a vgg-half widens into
+    # it without changing its function (python -m fer_edge.train.widen)
+    "vgg-wide": ("cnn", {"widths": (40, 80, 160, 320), "convs_per_block": 2, "pool": 3, "fc_layers": 2,
+                         "hidden": 512, "dropout": 0.1, "head_dropout": 0.4}, 48),
     # the latency-first student: one 3x3 conv per stage (32-64-128-256), a 128-wide head, 40 px
     "cnn-tiny": ("cnn", {"widths": (32, 64, 128, 256), "hidden": 128}, 40),
     # the same MACs at twice the depth (two convs per stage, 16-32-64-128) and light dropout: the fast student

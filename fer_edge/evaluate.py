@@ -179,6 +179,19 @@ def read_predictions(path: str | os.PathLike) -> dict[str, tuple[str, str]]:
         return {r["path"]: (r["label"], r["pred"]) for r in csv.DictReader(f)}
 
 
+def _beside(model: Path) -> Path:
+    """The default folder for the confusion PNG: the model's own, except for a shipped model inside the installed
+    package (read-only in many installs, and not a place for reports), where it is the current folder."""
+    from fer_edge.runtime.models import assets_dir
+
+    try:
+        if model.parent.resolve() == assets_dir().resolve():
+            return Path(".")
+    except OSError:
+        pass
+    return model.parent
+
+
 def evaluate(model_path: str | os.PathLike | Sequence[str | os.PathLike], data: str | os.PathLike,
              split: str | None = None,
              tta: str | None = None, json_path: str | None = None, confusion_path: str | None = None,
@@ -225,7 +238,7 @@ def evaluate(model_path: str | os.PathLike | Sequence[str | os.PathLike], data: 
             raise FerEdgeError(f"cannot write {json_path} ({e.strerror or e})")
     mp = Path(paths[0]).expanduser()
     if confusion_path is None:
-        base = Path(out_dir).expanduser() if out_dir else mp.parent
+        base = Path(out_dir).expanduser() if out_dir else _beside(mp)
         confusion_path = str(base / f"{mp.stem}{'_ensemble' if len(paths) > 1 else ''}_confusion.png")
     if confusion_path:
         more = f" + {len(paths) - 1} more" if len(paths) > 1 else ""

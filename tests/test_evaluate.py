@@ -258,3 +258,18 @@ def test_evaluate_takes_a_shipped_models_name(subset, tmp_path):
     assert json.loads((tmp_path / "f.json").read_text())["model"] == "fast"
     r = run_cli("evaluate", "fastest", "--data", str(subset / "val"))
     assert_clean_error(r, "neither a classifier file", "fast")
+
+
+def test_shipped_model_confusion_png_goes_to_the_current_folder(subset, tmp_path, monkeypatch):
+    """A shipped model given by its path inside the package: the default confusion PNG is written to the current
+    folder, never into the installed package (read-only in many installs)."""
+    pytest.importorskip("matplotlib")
+    from fer_edge.evaluate import evaluate
+    from fer_edge.runtime.models import assets_dir
+
+    before = set(assets_dir().iterdir())
+    monkeypatch.chdir(tmp_path)
+    m = evaluate(assets_dir() / "fast_int8.onnx", subset / "val", log=lambda msg: None, show_report=False)
+    assert m["n"] == 56
+    assert (tmp_path / "fast_int8_confusion.png").is_file()
+    assert set(assets_dir().iterdir()) == before

@@ -47,10 +47,11 @@ def load_subjects(models: list[str], checkpoints: list[str] | str | None, thread
     subjects = []
     for ckpt in checkpoints or []:
         from fer_edge.evaluate import load_model
+        from fer_edge.train.checkpoint import weights_file
 
         clf = load_model(ckpt, threads=threads)
         subjects.append(Subject(f"PyTorch eager FP32 ({Path(ckpt).name})", Path(ckpt), "torch", "FP32", clf,
-                                sha256_of(Path(ckpt))))
+                                sha256_of(weights_file(ckpt))))
     for m in models:
         clf = load_classifier(m, threads=threads)
         label, precision = _label(clf, Path(m))
@@ -65,6 +66,15 @@ def load_subjects(models: list[str], checkpoints: list[str] | str | None, thread
         for s in subjects:
             s.label = s.label.split(" (")[0] + f" ({s.path.parent.name}/{s.path.name})"
     return subjects
+
+
+def _files(s: Subject) -> list[Path]:
+    """The files a subject's size counts: an IR's .xml and .bin, a .pt, or a release folder's safetensors."""
+    if s.is_torch:
+        from fer_edge.train.checkpoint import weights_file
+
+        return [weights_file(s.path)]
+    return [p for p in (s.path, s.path.with_suffix(".bin")) if p.is_file() and (p == s.path or s.path.suffix == ".xml")]
 
 
 def references(subjects: list[Subject]) -> list[Subject]:
@@ -122,6 +132,7 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
     if threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     subjects = load_subjects(models, checkpoint, threads)
+    refs = references(subjects)  # before any measuring: a model without its checkpoint is refused at once
     peer = load_fer_peer(peer_fer, subjects[0].classifier.classes, threads, log)
     if threads and checkpoint:
         import torch
@@ -165,8 +176,7 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
         probs = predict_faces(s.classifier, ds.images)
         preds[s.label] = probs.argmax(1)
         m = metrics_from_confusion(confusion_from_labels(ds.labels, preds[s.label], len(meta.classes)), meta.classes)
-        size = sum(p.stat().st_size for p in (s.path, s.path.with_suffix(".bin"))
-                   if p.is_file() and (p == s.path or s.path.suffix == ".xml")) / 1e6
+        size = sum(p.stat().st_size for p in _files(s)) / 1e6
         rows.append({"label": s.label, "file": str(s.path), "backend": s.backend, "precision": s.precision,
                      "size_mb": round(size, 3), "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                      "per_class_f1": {c: v["f1"] for c, v in m["per_class"].items()}})
@@ -181,7 +191,6 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
                           "agreement_with_fp32": None, "speedup_vs_pytorch": None,
                           "per_class_f1": {c: v["f1"] for c, v in m["per_class"].items()}})
         log(f"  {peer.label}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
-    refs = references(subjects)
     for r, ref in zip(rows, refs):
         r["fp32_reference"] = ref.label
         r["agreement_with_fp32"] = float((preds[r["label"]] == preds[ref.label]).mean())

@@ -43,13 +43,6 @@ def default_out(checkpoint: Path) -> Path:
     return checkpoint.parent
 
 
-def _weights_file(checkpoint: Path) -> Path:
-    """The file whose SHA-256 identifies a checkpoint: the .pt, or a release folder's safetensors."""
-    from fer_edge.train.checkpoint import RELEASE_WEIGHTS
-
-    return checkpoint / RELEASE_WEIGHTS if checkpoint.is_dir() else checkpoint
-
-
 def _val_data(data: str | None, manifest: dict | None, classes, input_size, limit: int | None, log):
     from fer_edge.data import resolve_eval_data
 
@@ -73,7 +66,7 @@ def run_export(req: ExportRequest, log=None) -> dict[str, Any]:
         raise FerEdgeError("exporting a checkpoint needs torch (pip install 'fer-edge[train,export]')")
     from fer_edge.runtime.metadata import ModelMeta
     from fer_edge.runtime.preprocess import normalized_faces
-    from fer_edge.train.checkpoint import load_checkpoint, runtime_meta
+    from fer_edge.train.checkpoint import load_checkpoint, runtime_meta, weights_file
 
     from . import writers
     from .calibration import load_calibration
@@ -87,11 +80,15 @@ def run_export(req: ExportRequest, log=None) -> dict[str, Any]:
         from .onnx_export import flip_averaged
 
         model = flip_averaged(model)
+    elif req.tta == "diagonal":
+        from .onnx_export import diagonal_averaged
+
+        model = diagonal_averaged(model, tuple(card["input_size"]))
     if req.crop_margin is not None:  # the runtime crop, e.g. as measured by `fer-edge benchmark` on pasted faces
         card = {**card, "crop_margin": float(req.crop_margin)}
     meta = ModelMeta.from_dict({
         **runtime_meta(card), "arch": card.get("arch"), "source_checkpoint": ckpt.name,
-        "source_checkpoint_sha256": sha256_of(_weights_file(ckpt)),
+        "source_checkpoint_sha256": sha256_of(weights_file(ckpt)),
         "training_data_fingerprint": card.get("training_data_fingerprint"),
         "training_metrics": card.get("metrics"), "training_command": card.get("command"),
         "git_commit": card.get("git_commit"), "fer_edge_version": __version__,

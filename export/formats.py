@@ -39,8 +39,9 @@ NNCF_PRESETS = ("performance", "mixed")
 # OpenVINO, so the x86 IR and the Arm ONNX file carry the same quantization and give the same answers.
 ORT_QDQ_PRESET = "ort-qdq"
 OPENVINO_INT8_PRESETS = (*NNCF_PRESETS, ORT_QDQ_PRESET)
-# Test-time augmentation baked into the exported graph: each face and its mirror in one batch, logits averaged.
-EXPORT_TTA = ("flip",)
+# Test-time augmentation baked into the exported graph, two views per face in one batch: the face and its mirror
+# (logits averaged), or "diagonal": the top-left 0.875 crop and the mirrored bottom-right one (probabilities averaged).
+EXPORT_TTA = ("flip", "diagonal")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_edge.runtime.errors import FerEdgeError
+from fer_edge.tta import TENCROP_FRACTION
 
 OPSET = 17
 
@@ -28,6 +29,47 @@ def flip_averaged(model):
             return (y[:n] + y[n:]) * 0.5
 
     return FlipAveraged(model).eval()
+
+
+def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) weights of a 1-D bilinear resize with half-pixel centres (``F.interpolate(mode="bilinear",
+    align_corners=False)``, OpenCV's INTER_LINEAR), so a 2-D resize is ``A_h @ X @ A_w.T``."""
+    a = np.zeros((n_out, n_in), np.float32)
+    src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, None)
+    i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    lam = (src - i0).astype(np.float32)
+    np.add.at(a, (np.arange(n_out), i0), 1 - lam)
+    np.add.at(a, (np.arange(n_out), i1), lam)
+    return a
+
+
+def diagonal_averaged(model, input_hw: tuple[int, int], fraction: float = TENCROP_FRACTION):
+    """``model`` with two of ten-crop's views inside: the top-left ``fraction`` crop and the mirrored bottom-right
+    one, each resized back to the input size (bilinear, as two constant matrix products, which keep the shapes
+    static for the ONNX exporter), run as one batch of 2N. The output is the log of the mean of the two softmax
+    probabilities, so the runtime's softmax gives the views' averaged probabilities."""
+    import torch
+
+    h, w = input_hw
+    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+
+    class DiagonalAveraged(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+            self.register_buffer("rows", torch.from_numpy(bilinear_matrix(h, ch)))
+            self.register_buffer("cols_t", torch.from_numpy(bilinear_matrix(w, cw).T.copy()))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            tl = x[..., :ch, :cw]
+            br = x[..., h - ch:, w - cw:].flip(-1)
+            v = self.rows @ torch.cat([tl, br], 0) @ self.cols_t
+            p = torch.softmax(self.inner(v), dim=1)
+            n = x.shape[0]
+            return torch.log(((p[:n] + p[n:]) * 0.5).clamp_min(1e-12))
+
+    return DiagonalAveraged(model).eval()
 
 
 def torch_to_onnx(model, input_shape: tuple[int, int, int], path: Path, opset: int = OPSET) -> Path:

@@ -99,6 +99,18 @@ class _Reader:
         self.i = 0
 
 
+def tta_wrapper_nodes(path: Path) -> list[str]:
+    """Nodes of an exporter test-time-augmentation wrapper (the model itself sits under ``/inner/``): the view
+    crops, their resize and the averaging, which stay FP32: they are cheap, and quantized they made OpenVINO's
+    reading of the QDQ model (``--preset ort-qdq``) answer differently from ONNX Runtime's."""
+    import onnx
+
+    nodes = onnx.load(str(path), load_external_data=False).graph.node
+    if not any(n.name.startswith("/inner/") for n in nodes):
+        return []
+    return [n.name for n in nodes if n.name and not n.name.startswith("/inner/")]
+
+
 def quantize_onnx(fp32: Path, out: Path, calib: np.ndarray, score: Callable[[Path], float],
                   work: Path) -> dict[str, Any]:
     """Static QDQ INT8 (S8S8) of ``fp32``: per-channel or per-tensor weights, MinMax or 99.99th-percentile
@@ -120,6 +132,7 @@ def quantize_onnx(fp32: Path, out: Path, calib: np.ndarray, score: Callable[[Pat
         except Exception:  # pre-processing is an optimisation; quantize the plain model when it fails
             pre = fp32
         name = onnxruntime.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+        keep_fp32 = tta_wrapper_nodes(pre)
         candidates: dict[tuple[str, bool], tuple[float, Path]] = {}
         for method in ("MinMax", "Percentile"):
             extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
@@ -131,7 +144,7 @@ def quantize_onnx(fp32: Path, out: Path, calib: np.ndarray, score: Callable[[Pat
                     quantize_static(str(pre), str(cand), _Reader(name, calib), quant_format=QuantFormat.QDQ,
                                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                                     per_channel=per_channel, calibrate_method=getattr(CalibrationMethod, method),
-                                    extra_options=extra)
+                                    nodes_to_exclude=keep_fp32, extra_options=extra)
                 candidates[(method, per_channel)] = (score(cand), cand)
     best = max(candidates, key=lambda k: candidates[k][0])
     candidates[best][1].replace(out)

@@ -12,7 +12,7 @@ import pytest
 
 from fer_edge.benchmarks.pareto import pareto_front
 
-from conftest import SHARED, run_cli
+from conftest import REPO, SHARED, run_cli
 
 
 def test_pareto_front_hand_made():
@@ -125,6 +125,26 @@ def test_each_artifact_is_compared_with_its_own_checkpoint():
     assert references([ta, other]) == [ta, ta]
     fp32 = subj("fp32", "onnxruntime", None)
     assert references([ib, fp32]) == [fp32, fp32]
+
+
+def test_committed_checkpoint_folders_are_the_references_of_the_shipped_files(tmp_path):
+    """--checkpoint takes a release folder (as export and evaluate do), identified by the SHA-256 of its
+    safetensors, which the shipped files carry; a stray model is refused before anything is measured."""
+    pytest.importorskip("torch")
+    from fer_edge.benchmarks.bench import load_subjects, references
+    from fer_edge.runtime.models import classifier_path
+
+    ckpts = [str(REPO / "checkpoints" / n) for n in ("accurate-vgg-half-tencrop", "fast-cnn-mid-100")]
+    models = [str(classifier_path(n, "onnxruntime")) for n in ("accurate", "fast")]
+    subjects = load_subjects(models, ckpts, 1)
+    assert [r.label for r in references(subjects)[2:]] == [s.label for s in subjects[:2]]
+    from fer_edge.benchmarks.bench import _files
+
+    assert [f.name for f in _files(subjects[0])] == ["model.safetensors"]  # its size in the report
+    r = run_cli("benchmark", models[0], "--checkpoint", ckpts[1], str(REPO / "checkpoints" / "fast-cnn-mid-50"),
+                "--quick", "--videos", "--out", str(tmp_path / "never-written"))
+    assert r.returncode == 2 and "not exported from any of the checkpoints" in r.stderr
+    assert "accuracy on" not in r.stderr and not (tmp_path / "never-written").exists()
 
 
 def test_same_file_names_from_two_runs_get_their_folders(tmp_path, tiny_onnx):

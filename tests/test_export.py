@@ -207,6 +207,65 @@ def test_flip_tta_in_the_graph(cnn_ckpt, manifest, data, tmp_path):
     assert "tta" not in plain.meta.extra
 
 
+def test_bilinear_matrix_is_opencv_linear_resize():
+    import cv2
+
+    from fer_edge.export.onnx_export import bilinear_matrix
+
+    img = np.random.default_rng(1).random((42, 37)).astype(np.float32)
+    for out_hw in ((48, 48), (48, 40), (30, 20)):
+        got = bilinear_matrix(out_hw[0], 42) @ img @ bilinear_matrix(out_hw[1], 37).T
+        want = cv2.resize(img, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_diagonal_tta_in_the_graph(cnn_ckpt, manifest, data, tmp_path):
+    """--tta diagonal: the exported model's probabilities are the mean of the plain model's on the top-left 0.875
+    crop and on the mirrored bottom-right one, each resized back to the input size; INT8 and the card follow."""
+    import cv2
+    import onnxruntime as ort
+
+    from fer_edge.export.report import predict_all
+
+    common = ["--data", str(data / "val"), "--name", "tiny", "--val-limit", "40"]
+    p = run_cli("export", str(cnn_ckpt), "--format", "onnx", *common, "--out", str(tmp_path / "plain"))
+    assert p.returncode == 0, p.stderr
+    p = run_cli("export", str(cnn_ckpt), "--format", "onnx", "--tta", "diagonal", "--quantize", "int8",
+                "--calibration", str(manifest), *common, "--out", str(tmp_path / "diag"))
+    assert p.returncode == 0, p.stderr
+    assert "diagonal TTA in the graph" in (tmp_path / "diag" / "tiny_export_onnx_int8.md").read_text()
+    plain = load_classifier(tmp_path / "plain" / "tiny.onnx")
+    h, w = plain.meta.input_size
+    ch, cw = round(h * 0.875), round(w * 0.875)
+    faces = np.random.default_rng(0).standard_normal((16, plain.meta.channels, h, w)).astype(np.float32)
+
+    def view(x: np.ndarray) -> np.ndarray:
+        return np.stack([[cv2.resize(np.ascontiguousarray(c), (w, h), interpolation=cv2.INTER_LINEAR) for c in f]
+                         for f in x]).astype(np.float32)
+
+    sess = ort.InferenceSession(str(tmp_path / "plain" / "tiny.onnx"), providers=["CPUExecutionProvider"])
+
+    def probs(x: np.ndarray) -> np.ndarray:
+        z = sess.run(None, {"input": x})[0]
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    want = (probs(view(faces[..., :ch, :cw])) + probs(view(faces[..., h - ch:, w - cw:][..., ::-1]))) / 2
+    got = predict_all(load_classifier(tmp_path / "diag" / "tiny.onnx").predict, faces)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not np.allclose(got, predict_all(plain.predict, faces), atol=1e-3)  # the views change the answer
+    q = load_classifier(tmp_path / "diag" / "tiny_int8.onnx")
+    assert q.meta.extra["tta"] == "diagonal" and "tta" not in plain.meta.extra
+    import onnx  # the wrapper's own nodes (crops, resize, averaging) stay FP32; the model inside is INT8
+
+    nodes = onnx.load(str(tmp_path / "diag" / "tiny_int8.onnx")).graph.node
+    made_by = {o: n.op_type for n in nodes for o in n.output}
+    wrapper = [n for n in nodes if n.op_type in ("MatMul", "Add", "Log") and not n.name.startswith("/inner/")]
+    assert len(wrapper) == 4 and all(made_by.get(i) != "DequantizeLinear" for n in wrapper for i in n.input)
+    assert any(n.op_type == "QuantizeLinear" for n in nodes)
+    assert (predict_all(q.predict, faces).argmax(1) == want.argmax(1)).mean() >= 0.8
+
+
 @pytest.mark.parametrize("preset, arch", [("mobilenetv3", "mobilenetv3_large_100"), ("vit", "vit_tiny_patch16_224"),
                                          ("vit-lite", "vit_tiny_patch16_224"), ("vit-conv", "vit_convstem")])
 def test_presets_export_with_parity(tmp_path, data, preset, arch):
@@ -225,6 +284,7 @@ def test_unknown_tta_rejected_before_any_work():
     with pytest.raises(FerEdgeError, match="unknown --tta 'tencrop'"):
         ExportRequest("onnx", checkpoint="x.pt", tta="tencrop").validate()
     assert ExportRequest("onnx", checkpoint="x.pt", tta="flip").validate().tta == "flip"
+    assert ExportRequest("onnx", checkpoint="x.pt", tta="diagonal").validate().tta == "diagonal"
 
 
 def test_family_settings():

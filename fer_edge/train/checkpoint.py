@@ -108,6 +108,13 @@ RELEASE_CARD = "model_card.json"
 RESUME_KEYS = ("global_step", "history", "best", "bad_epochs", "config")
 
 
+def weights_file(checkpoint: str | os.PathLike) -> Path:
+    """The file whose SHA-256 identifies a checkpoint (and is stored in its exports): the .pt, or a release
+    folder's safetensors."""
+    p = Path(checkpoint)
+    return p / RELEASE_WEIGHTS if p.is_dir() else p
+
+
 def write_release(ckpt: dict[str, Any], out: str | os.PathLike) -> Path:
     """Write a checkpoint dict as a release folder (``model.safetensors`` + ``model_card.json``)."""
     import json

@@ -77,6 +77,17 @@ def _files(s: Subject) -> list[Path]:
     return [p for p in (s.path, s.path.with_suffix(".bin")) if p.is_file() and (p == s.path or s.path.suffix == ".xml")]
 
 
+def paired_counts(hits: np.ndarray, first_hits: np.ndarray, first_label: str) -> dict[str, Any]:
+    """Faces (0/1 hits, the same faces in the same order) right here and wrong for the first model, the reverse,
+    and McNemar's exact two-sided p-value."""
+    from .paired import mcnemar_exact
+
+    only_this = int(((hits == 1) & (first_hits == 0)).sum())
+    only_first = int(((hits == 0) & (first_hits == 1)).sum())
+    return {"first": first_label, "only_this": only_this, "only_first": only_first,
+            "mcnemar_p": mcnemar_exact(only_this, only_first)}
+
+
 def references(subjects: list[Subject]) -> list[Subject]:
     """Each subject's FP32 reference: the checkpoint it was exported from (by SHA-256), else the only
     checkpoint given, else the first FP32 artifact. A checkpoint is its own reference."""
@@ -263,6 +274,7 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
         face_idx = np.asarray([m[2] for m in matches], np.int64)
         entry = {"detector": _det_name(d, size), "faces": total, "frames": len(frames), "detected": len(matches),
                  "recall": len(matches) / max(total, 1), "models": []}
+        first_hits = None
         for s in runtime_subjects or subjects:
             pred = classify_matches(s.classifier, frames, matches) if matches else np.zeros(0, np.int64)
             crop_pred = predict_faces(s.classifier, faces[face_idx]).argmax(1) if len(face_idx) else pred
@@ -275,6 +287,10 @@ def run_benchmark(models: list[str], checkpoint: list[str] | str | None = None, 
                                     if len(pred) else 0.0, "accuracy_same_faces_as_crops": float(hit_crops.mean())
                                     if len(pred) else 0.0, "gap": float(hit_crops.mean() - hit_frames.mean())
                                     if len(pred) else 0.0, "gap_se": gap_se, "faces_compared": len(pred)})
+            if first_hits is None:
+                first_hits, first_label = hit_frames, s.label
+            else:  # found faces, paired with the first model's: which faces each gets right that the other misses
+                entry["models"][-1]["paired_vs_first"] = paired_counts(hit_frames, first_hits, first_label)
         pasted.append(entry)
         log(f"  {entry['detector']}: recall {entry['recall']:.3f} on {total} pasted faces")
     report["pasted_faces"] = pasted
@@ -415,15 +431,21 @@ def markdown(r: dict[str, Any]) -> str:
     if r.get("pasted_backgrounds"):
         lines += [f"Backgrounds: {r['pasted_backgrounds']}.", ""]
     if any(p["models"] for p in r["pasted_faces"]):
-        lines += ["| detector | faces | recall | model | accuracy of detected faces | accuracy of the same faces as "
-                  "crops | gap (± standard error) |", "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+        lines += ["Last column: of the found faces, how many this model labels right and the detector's first model "
+                  "wrong, and the reverse, with McNemar's exact p (the same faces, so this compares two models better "
+                  "than their accuracies' standard errors do).", "",
+                  "| detector | faces | recall | model | accuracy of detected faces | accuracy of the same faces as "
+                  "crops | gap (± standard error) | right only here / only in the first row |",
+                  "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
         for p in r["pasted_faces"]:
             if "error" in p:
-                lines.append(f"| {p['detector']} | | | | {p['error']} | | |")
+                lines.append(f"| {p['detector']} | | | | {p['error']} | | | |")
             for m2 in p["models"]:
+                pv = m2.get("paired_vs_first")
+                paired = (f"{pv['only_this']} / {pv['only_first']} (p = {pv['mcnemar_p']:.3f})" if pv else "")
                 lines.append(f"| {p['detector']} | {p['faces']} | {p['recall']:.3f} | {m2['model']} | "
                              f"{m2['accuracy_detected_in_frames']:.4f} | {m2['accuracy_same_faces_as_crops']:.4f} | "
-                             f"{m2['gap']:+.4f} (± {m2.get('gap_se', float('nan')):.4f}) |")
+                             f"{m2['gap']:+.4f} (± {m2.get('gap_se', float('nan')):.4f}) | {paired} |")
     else:
         lines += ["| detector | faces | detected | recall |", "| --- | ---: | ---: | ---: |"]
         lines += [f"| {p['detector']} | | | {p['error']} |" if "error" in p else

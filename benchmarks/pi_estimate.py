@@ -29,20 +29,21 @@ ANCHORS = {
     "yunet_160x120_4t_ms": (6.22, "opencv_zoo README benchmark table, RPI-CPU column (Raspberry Pi 4B, 4 threads)"),
 }
 
-# Instruction counts per call (guest instructions, one thread) from benchmarks/results/aarch64/instructions.json,
-# written by `tests/aarch64/check.py --count-instructions`; tests/test_pi_estimate.py checks the two agree.
+# Instruction counts per call (guest instructions, one thread) from
+# benchmarks/results/aarch64-instructions/instructions.json, written by `tests/aarch64/check.py --count-instructions`
+# (the shipped models of 2026-12-03); tests/test_pi_estimate.py checks the two agree.
 COUNTS: dict[str, dict[str, float]] = {
     "cortex-a72": {
-        "yunet_160x120": 16412113, "yunet_320x320": 70885841, "decode": 5273300, "detect_640": 139339141,
-        "detect_480": 107211714, "detect_320": 53706791, "detect_256": 38631159, "detect_160": 19627858,
-        "classify_1_face": 25859630, "frame_default": 133328971, "carry_1_face": 10392466,
-        "default_detect_side": 480,
+        "yunet_160x120": 16400217, "yunet_320x320": 70888429, "decode": 4626702, "detect_640": 139351885,
+        "detect_480": 107209768, "detect_320": 53705708, "detect_256": 38630421, "detect_160": 19625702,
+        "classify_1_face": 38903424, "frame_default": 178365713, "carry_1_face": 10728689,
+        "classify_fast_1_face": 16671394, "default_detect_side": 608,
     },
     "cortex-a76": {
-        "yunet_160x120": 16391417, "yunet_320x320": 71015348, "decode": 4587720, "detect_640": 139188374,
-        "detect_480": 107201129, "detect_320": 53728830, "detect_256": 38633662, "detect_160": 19622797,
-        "classify_1_face": 13448363, "frame_default": 120909765, "carry_1_face": 10385721,
-        "default_detect_side": 480,
+        "yunet_160x120": 16392043, "yunet_320x320": 70879044, "decode": 5149461, "detect_640": 139340051,
+        "detect_480": 107202594, "detect_320": 53698424, "detect_256": 38624004, "detect_160": 19623014,
+        "classify_1_face": 14643089, "frame_default": 154111478, "carry_1_face": 10721202,
+        "classify_fast_1_face": 7203824, "default_detect_side": 608,
     },
 }
 
@@ -52,7 +53,11 @@ COUNTED_FRAME_LONG_SIDE = 596
 
 MARK_BASE = 0x5FE0000000
 STAGES = ("yunet_160x120", "yunet_320x320", "decode", "detect_640", "detect_480", "detect_320", "detect_256",
-          "detect_160", "classify_1_face", "frame_default", "carry_1_face")
+          "detect_160", "classify_1_face", "frame_default", "carry_1_face", "classify_fast_1_face")
+
+
+# the stage whose count charges each shipped model's classification of one face
+CLASSIFY_STAGE = {"accurate": "classify_1_face", "fast": "classify_fast_1_face"}
 
 
 def mark(k: int) -> None:
@@ -104,6 +109,13 @@ def count(video: str, yunet: str, reps: int, out: str | None) -> dict[str, Any]:
     tracker.update(boxes[:1], clf.predict(pipe.batcher(frame, rects))[:1].copy())
     carrier = BoxCarrier(det, "roi")
     plan.append(("carry_1_face", lambda: carrier.carry(frame, tracker.live())))
+    # the same face through `--model fast` (its own input size and crop margin)
+    from fer_edge.runtime.models import classifier_path
+
+    fast = load_classifier(classifier_path("fast"), threads=1)
+    pipe_fast = EmotionPipeline(det, fast)
+    rects_fast = crop_regions(boxes[:1], pipe_fast.batcher.margin, frame.shape[1], frame.shape[0])
+    plan.append(("classify_fast_1_face", lambda: fast.predict(pipe_fast.batcher(frame, rects_fast))))
     result = {"stages": [name for name, _ in plan], "reps": reps, "faces_in_frame": int(len(boxes)),
               "default_detect_side": det.max_side,
               "frame": list(frame.shape), "video": Path(video).name, "arch": platform.machine(),
@@ -143,25 +155,26 @@ def detect_count(counts: dict[str, float], side: int) -> float:
     raise KeyError(f"no instruction count for --detect-size {side} (counted: 640, 480, 320, 256, 160)")
 
 
-def estimate(counts: dict[str, float], detect_side: int = 640, faces: int = 1, detect_every: int = 1
-             ) -> dict[str, float]:
-    """Pi 4 milliseconds per frame by stage and the frame rate, from Cortex-A72 instruction counts.
+def estimate(counts: dict[str, float], detect_side: int = 640, faces: int = 1, detect_every: int = 1,
+             model: str = "accurate") -> dict[str, float]:
+    """Pi 4 milliseconds per frame by stage and the frame rate, from Cortex-A72 instruction counts; ``model``:
+    the shipped classifier charged per face (``accurate``, the default, or ``fast``).
 
     Detection runs on OpenCV's 4 threads (the Pi's cores), scaled by YuNet's published 4-thread speed-up; the
-    classifier and the rest are charged at one thread (ONNX Runtime gains little from threads on one 96x96
+    classifier and the rest are charged at one thread (ONNX Runtime gains little from threads on one 48x48
     face). Decoding is left out: the camera delivers raw frames."""
     ns_per_insn = ANCHORS["yunet_320x320_1t_ms"][0] * 1e6 / counts["yunet_320x320"]
     speedup4 = ANCHORS["yunet_320x320_1t_ms"][0] / ANCHORS["yunet_320x320_4t_ms"][0]
     ms = {
         "detect": detect_count(counts, detect_side) * ns_per_insn / 1e6 / speedup4 / detect_every,
-        "classify": counts["classify_1_face"] * ns_per_insn / 1e6 * faces,
+        "classify": counts[CLASSIFY_STAGE[model]] * ns_per_insn / 1e6 * faces,
     }
     if detect_every > 1:
         # the frames in between re-detect each face in a small region (one thread): not counted before carry_1_face
         ms["carry"] = counts.get("carry_1_face", 0.0) * ns_per_insn / 1e6 * faces * (detect_every - 1) / detect_every
     # the frame's own bookkeeping (face records, tracking-free image path): what process() adds beyond the two
     side = int(counts.get("default_detect_side", 640))
-    rest = counts["frame_default"] - counts[f"detect_{side}"] - counts["classify_1_face"]
+    rest = counts["frame_default"] - detect_count(counts, side) - counts["classify_1_face"]
     ms["rest"] = max(rest, 0.0) * ns_per_insn / 1e6
     ms["total"] = sum(ms.values())
     ms["fps"] = 1000.0 / ms["total"]
@@ -190,14 +203,16 @@ def estimate_lines(counts: dict[str, dict[str, float]] | None = None) -> list[st
                  f"ms vs {ANCHORS['yunet_160x120_4t_ms'][0]} ms published")
     if "carry_1_face" not in a72:
         lines.append("  (no carry_1_face count: the region re-detection of --detect-every frames is left out)")
+    models = [m for m, stage in CLASSIFY_STAGE.items() if stage in a72]
     for side in (640, 608, 480, 320, 256):
         for every in (1, 3):
             for faces in (1, 3):
-                x = estimate(a72, side, faces, every)
-                carry = f" + carry {x['carry']:.1f}" if "carry" in x else ""
-                lines.append(f"  --detect-size {side} --detect-every {every}, {faces} face(s): "
-                             f"detect {x['detect']:.1f} + classify {x['classify']:.1f}{carry} + rest {x['rest']:.1f}"
-                             f" ms = {x['fps']:.1f} fps")
+                for model in models:
+                    x = estimate(a72, side, faces, every, model)
+                    carry = f" + carry {x['carry']:.1f}" if "carry" in x else ""
+                    lines.append(f"  --detect-size {side} --detect-every {every}, {faces} face(s), {model}: "
+                                 f"detect {x['detect']:.1f} + classify {x['classify']:.1f}{carry} + rest "
+                                 f"{x['rest']:.1f} ms = {x['fps']:.1f} fps")
     return lines
 
 

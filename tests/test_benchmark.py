@@ -58,6 +58,11 @@ def test_quick_benchmark_report(tmp_path, tiny_onnx, tiny_ir):
         for mm in entry["models"]:
             assert 0 <= mm["accuracy_detected_in_frames"] <= 1 and 0 <= mm["accuracy_same_faces_as_crops"] <= 1
             assert mm["faces_compared"] == entry["detected"] and 0 <= mm["gap_se"] < 0.2
+        first, second = entry["models"]  # the ONNX file and its IR: the second is paired with the first
+        assert "paired_vs_first" not in first and second["paired_vs_first"]["first"] == first["model"]
+        pv = second["paired_vs_first"]
+        hits = (second["accuracy_detected_in_frames"] - first["accuracy_detected_in_frames"]) * entry["detected"]
+        assert pv["only_this"] - pv["only_first"] == round(hits) and 0 <= pv["mcnemar_p"] <= 1
     png = (out / "tradeoff.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     md = (out / "benchmark.md").read_text()
@@ -108,7 +113,18 @@ def test_loop_only_benchmark_compares_old_and_new_loops_per_thread_count(tmp_pat
     assert "| new | (defaults) |" in md
 
 
-def test_each_artifact_is_compared_with_its_own_checkpoint():
+def test_paired_counts_on_found_faces():
+    from fer_edge.benchmarks.bench import paired_counts
+
+    a = np.array([1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    b = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    pv = paired_counts(a, b, "first model")
+    assert (pv["first"], pv["only_this"], pv["only_first"]) == ("first model", 9, 1)
+    assert abs(pv["mcnemar_p"] - 22 / 1024) < 1e-12  # 2 * (1 + 10) / 2**10
+    assert paired_counts(a, a, "x")["mcnemar_p"] == 1.0
+
+
+
     from fer_edge.benchmarks.bench import Subject, references
     from fer_edge.runtime.errors import FerEdgeError
 

@@ -115,6 +115,16 @@ def teacher_digests(paths: Sequence[str | os.PathLike]) -> list[str]:
     return out
 
 
+def targets_key(teachers: Sequence[str | os.PathLike], fingerprint: str, tta: str, temperature: float,
+                classes: Sequence[str], faces_at: Sequence[int], ferplus: bool = False, ferplus_mode: str = "majority",
+                limit_per_class: int | None = None) -> dict[str, Any]:
+    """What a targets file was scored for: the teachers' weights, the training faces as the teachers saw them (the
+    fingerprint at ``faces_at``), the views, the temperature, the classes and the label options."""
+    return {"teachers": teacher_digests(teachers), "data": fingerprint, "tta": tta, "temperature": float(temperature),
+            "classes": list(classes), "faces_at": list(faces_at), "ferplus": bool(ferplus),
+            "ferplus_mode": ferplus_mode, "limit_per_class": limit_per_class}
+
+
 def read_targets(path: Path, key: dict[str, Any]) -> dict[str, torch.Tensor] | None:
     """The targets saved at ``path`` when they were scored for ``key``; None when absent or scored otherwise."""
     from safetensors import safe_open

@@ -36,7 +36,7 @@ from fer_edge.train.distill import (
     Teachers,
     distillation_loss,
     read_targets,
-    teacher_digests,
+    targets_key,
     write_targets,
 )
 from fer_edge.tta import crop_views
@@ -501,10 +501,8 @@ class Trainer:
         size = self._teacher_face_size()
         t_tr, t_va, faces = self._teacher_faces(tr, va, size)
         # keyed on the faces as the teachers see them, so students of other input sizes share the file
-        key = {"teachers": teacher_digests(c.teacher), "data": faces, "tta": c.teacher_tta,
-               "temperature": float(c.distill_temperature), "classes": list(self.classes),
-               "faces_at": list(size),
-               "ferplus": bool(c.ferplus), "ferplus_mode": c.ferplus_mode, "limit_per_class": c.limit_per_class}
+        key = targets_key(c.teacher, faces, c.teacher_tta, c.distill_temperature, self.classes, size,
+                          bool(c.ferplus), c.ferplus_mode, c.limit_per_class)
         kept = read_targets(path, key)
         if kept is not None and len(kept["train"]) == len(tr.labels) and len(kept["val"]) == len(va.labels):
             self.log(f"  teacher targets read from {path}")

@@ -21,6 +21,7 @@ from fer_edge import __version__
 from fer_edge.machine import machine_summary
 from fer_edge.runtime.assets import sha256_of
 from fer_edge.runtime.errors import FerEdgeError
+from fer_edge.tta import TENCROP_FRACTION
 
 from .formats import FORMATS, ExportRequest
 from .report import ArtifactRow, markdown_table, measure, predict_all
@@ -76,14 +77,10 @@ def run_export(req: ExportRequest, log=None) -> dict[str, Any]:
     model, card = load_checkpoint(ckpt)
     if req.threads:
         torch.set_num_threads(req.threads)
-    if req.tta == "flip":
-        from .onnx_export import flip_averaged
+    if req.tta:
+        from .onnx_export import two_view_averaged
 
-        model = flip_averaged(model)
-    elif req.tta == "diagonal":
-        from .onnx_export import diagonal_averaged
-
-        model = diagonal_averaged(model, tuple(card["input_size"]))
+        model = two_view_averaged(model, tuple(card["input_size"]), 1.0 if req.tta == "flip" else TENCROP_FRACTION)
     if req.crop_margin is not None:  # the runtime crop, e.g. as measured by `fer-edge benchmark` on pasted faces
         card = {**card, "crop_margin": float(req.crop_margin)}
     meta = ModelMeta.from_dict({

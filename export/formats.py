@@ -40,7 +40,7 @@ NNCF_PRESETS = ("performance", "mixed")
 ORT_QDQ_PRESET = "ort-qdq"
 OPENVINO_INT8_PRESETS = (*NNCF_PRESETS, ORT_QDQ_PRESET)
 # Test-time augmentation baked into the exported graph, two views per face in one batch: the face and its mirror
-# (logits averaged), or "diagonal": the top-left 0.875 crop and the mirrored bottom-right one (probabilities averaged).
+# or "diagonal": the top-left 0.875 crop and the mirrored bottom-right one; the views' probabilities are averaged.
 EXPORT_TTA = ("flip", "diagonal")
 
 

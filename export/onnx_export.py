@@ -8,27 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from fer_edge.runtime.errors import FerEdgeError
-from fer_edge.tta import TENCROP_FRACTION
 
 OPSET = 17
-
-
-def flip_averaged(model):
-    """``model`` with flip test-time augmentation inside: each face and its mirror run as one batch of 2N, and the
-    output is the mean of the two logits (so the runtime, which only sees [N, C, H, W] -> [N, K], needs no change)."""
-    import torch
-
-    class FlipAveraged(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.inner(torch.cat([x, x.flip(-1)], 0))
-            n = x.shape[0]
-            return (y[:n] + y[n:]) * 0.5
-
-    return FlipAveraged(model).eval()
 
 
 def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
@@ -44,32 +25,35 @@ def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
     return a
 
 
-def diagonal_averaged(model, input_hw: tuple[int, int], fraction: float = TENCROP_FRACTION):
-    """``model`` with two of ten-crop's views inside: the top-left ``fraction`` crop and the mirrored bottom-right
-    one, each resized back to the input size (bilinear, as two constant matrix products, which keep the shapes
-    static for the ONNX exporter), run as one batch of 2N. The output is the log of the mean of the two softmax
-    probabilities, so the runtime's softmax gives the views' averaged probabilities."""
+def two_view_averaged(model, input_hw: tuple[int, int], fraction: float = 1.0):
+    """``model`` with two test-time views inside, run as one batch of 2N: with ``fraction`` 1 the face and its mirror
+    (``--tta flip``); below 1 two of ten-crop's views (``--tta diagonal``), the top-left ``fraction`` crop and the
+    mirrored bottom-right one, each resized back to the input size (bilinear, as two constant matrix products, which
+    keep the shapes static for the ONNX exporter). The output is the log of the mean of the two views' softmax
+    probabilities, so the runtime, which only sees [N, C, H, W] -> [N, K], gets the averaged probabilities."""
     import torch
 
     h, w = input_hw
     ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
 
-    class DiagonalAveraged(torch.nn.Module):
+    class TwoViewAveraged(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module):
             super().__init__()
             self.inner = inner
-            self.register_buffer("rows", torch.from_numpy(bilinear_matrix(h, ch)))
-            self.register_buffer("cols_t", torch.from_numpy(bilinear_matrix(w, cw).T.copy()))
+            self.resize = (ch, cw) != (h, w)
+            if self.resize:
+                self.register_buffer("rows", torch.from_numpy(bilinear_matrix(h, ch)))
+                self.register_buffer("cols_t", torch.from_numpy(bilinear_matrix(w, cw).T.copy()))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            tl = x[..., :ch, :cw]
-            br = x[..., h - ch:, w - cw:].flip(-1)
-            v = self.rows @ torch.cat([tl, br], 0) @ self.cols_t
+            v = torch.cat([x[..., :ch, :cw], x[..., h - ch:, w - cw:].flip(-1)], 0)
+            if self.resize:
+                v = self.rows @ v @ self.cols_t
             p = torch.softmax(self.inner(v), dim=1)
             n = x.shape[0]
             return torch.log(((p[:n] + p[n:]) * 0.5).clamp_min(1e-12))
 
-    return DiagonalAveraged(model).eval()
+    return TwoViewAveraged(model).eval()
 
 
 def torch_to_onnx(model, input_shape: tuple[int, int, int], path: Path, opset: int = OPSET) -> Path:

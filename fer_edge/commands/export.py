@@ -37,8 +37,8 @@ def add_parser(sub) -> None:
     p.add_argument("--crop-margin", type=float, metavar="X", help="the runtime's face crop margin to store in the "
                    "artifacts (default: the checkpoint's; see the pasted-face check of 'fer-edge benchmark')")
     p.add_argument("--tta", choices=EXPORT_TTA, help="test-time augmentation inside the exported graph: flip = "
-                   "each face and its mirror as one batch of two, logits averaged; diagonal = the top-left and the "
-                   "mirrored bottom-right 0.875 crops (two of ten-crop's views), probabilities averaged (either is "
+                   "each face and its mirror as one batch of two; diagonal = the top-left and the mirrored "
+                   "bottom-right 0.875 crops (two of ten-crop's views); probabilities averaged (either is "
                    "twice the work per face; the runtime needs nothing else)")
     p.set_defaults(func=_cmd_export)
 

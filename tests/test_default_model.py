@@ -129,3 +129,22 @@ def test_shipped_models_source_checkpoints_are_committed():
             assert weights.is_file(), (name, suffix, weights)
             assert sha256_of(weights) == extra["source_checkpoint_sha256"], (name, suffix)
             assert (weights.parent / "model_card.json").is_file()
+
+
+def test_openvino_runs_the_int8_models_fp32_layers_in_fp32_as_onnx_runtime_does():
+    """On AMX / AVX512-BF16 CPUs OpenVINO would run an IR's FP32 layers in bf16; for the INT8 IRs (ONNX Runtime's
+    QDQ models read by OpenVINO) that moved `accurate`'s answers off ONNX Runtime's (its two-view wrapper is FP32:
+    0.7133 instead of 0.7147-0.7150 on val). The runtime compiles INT8 IRs with FP32 precision, so both agree."""
+    import openvino as ov
+
+    from fer_edge.data import read_image_folder
+    from fer_edge.evaluate import predict_faces
+    from fer_edge.runtime.models import classifier_path
+
+    faces = read_image_folder(SHARED / "datasets/fer2013/val", log=None).images[::14]
+    for name in ("accurate", "fast"):
+        ir = load_classifier(classifier_path(name, "openvino"), "openvino", threads=1)
+        assert ir.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+        a = predict_faces(ir, faces)
+        b = predict_faces(load_classifier(classifier_path(name, "onnxruntime"), "onnxruntime", threads=1), faces)
+        assert (a.argmax(1) == b.argmax(1)).all(), name

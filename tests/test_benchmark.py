@@ -150,7 +150,7 @@ def test_committed_checkpoint_folders_are_the_references_of_the_shipped_files(tm
     from fer_edge.benchmarks.bench import load_subjects, references
     from fer_edge.runtime.models import classifier_path
 
-    ckpts = [str(REPO / "checkpoints" / n) for n in ("accurate-vgg-half-tencrop", "fast-cnn-mid-100")]
+    ckpts = [str(REPO / "checkpoints" / n) for n in ("accurate-vgg-wide-mixed", "fast-cnn-mid-100")]
     models = [str(classifier_path(n, "onnxruntime")) for n in ("accurate", "fast")]
     subjects = load_subjects(models, ckpts, 1)
     assert [r.label for r in references(subjects)[2:]] == [s.label for s in subjects[:2]]

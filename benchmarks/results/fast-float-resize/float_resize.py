@@ -33,7 +33,7 @@ if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "u8"
     if mode == "float":
         pp.FaceBatcher.__call__ = float_call
-    from fer_edge.cli import main
+    from fer_edge.evaluate import evaluate  # `fer-edge evaluate ... --threads 1 --predictions ...`
 
-    sys.exit(main(["evaluate", "fer_edge/assets/fast_int8.onnx", "--data", "../shared/datasets/fer2013/val",
-                   "--threads", "1", "--predictions", f"benchmarks/results/fast-float-resize/fast_{mode}.csv"]))
+    evaluate("fer_edge/assets/fast_int8.onnx", "../shared/datasets/fer2013/val", threads=1,
+             predictions_path=f"benchmarks/results/fast-float-resize/fast_{mode}.csv")

@@ -36,4 +36,5 @@ if __name__ == "__main__":
     from fer_edge.evaluate import evaluate  # `fer-edge evaluate ... --threads 1 --predictions ...`
 
     evaluate("fer_edge/assets/fast_int8.onnx", "../shared/datasets/fer2013/val", threads=1,
-             predictions_path=f"benchmarks/results/fast-float-resize/fast_{mode}.csv")
+             predictions_path=f"benchmarks/results/fast-float-resize/fast_{mode}.csv",
+             confusion_path=f"benchmarks/results/fast-float-resize/fast_{mode}_confusion.png")

@@ -148,3 +148,14 @@ def test_openvino_runs_the_int8_models_fp32_layers_in_fp32_as_onnx_runtime_does(
         a = predict_faces(ir, faces)
         b = predict_faces(load_classifier(classifier_path(name, "onnxruntime"), "onnxruntime", threads=1), faces)
         assert (a.argmax(1) == b.argmax(1)).all(), name
+
+
+def test_arm_users_of_the_default_model_are_told_about_fast():
+    """The default `accurate` costs a Pi 4 about 7x `fast`'s classification time (README, Raspberry Pi): `fer-edge
+    run` on a camera or video says so in one line on Arm, with the default or `--model accurate`, and nowhere else."""
+    from fer_edge.runtime.models import arm_speed_hint
+
+    for model in (None, "accurate"):
+        assert "--model fast" in arm_speed_hint(model, "aarch64")
+        assert arm_speed_hint(model, "x86_64") is None
+    assert arm_speed_hint("fast", "aarch64") is None and arm_speed_hint("my_model.onnx", "arm64") is None

@@ -11,6 +11,7 @@ from fer_edge.cli_args import EXIT_OK, EXIT_PARTIAL, camera_arg, detect_size, po
 from fer_edge.runtime.carry import CARRY_MODES, DEFAULT_CARRY
 from fer_edge.runtime.detectors import YUNET_ENGINES
 from fer_edge.runtime.errors import FerEdgeError
+from fer_edge.runtime.models import arm_speed_hint
 from fer_edge.runtime.pipeline import CLASSIFY_EVERY, DETECT_EVERY
 from fer_edge.runtime.tracker import HOLD_FRAMES, HOLD_MARGIN
 
@@ -159,6 +160,8 @@ def _cmd_run(args) -> int:
                 log("fer-edge: --show ignored: no display found (DISPLAY/WAYLAND_DISPLAY unset)")
         log(f"fer-edge: {source.name} | detector {args.detector} | classifier {classifier.path.name} "
             f"({classifier.backend}, {len(classifier.classes)} classes)")
+        if streaming and (hint := arm_speed_hint(args.model)):
+            log(hint)
 
         def progress(stats):
             if streaming and stats.frames % 100 == 0:
